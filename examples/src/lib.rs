@@ -1,0 +1,1 @@
+//! Runnable walk-throughs of maas (see the files under `examples/`).

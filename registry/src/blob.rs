@@ -1,0 +1,440 @@
+//! Chunked, encrypted blobs: model files, components, precompiled artifacts.
+//!
+//! A blob is a sequence of [`CHUNK_SIZE`] chunks (the last one shorter, or empty for an empty blob) under
+//! keys `blob id (u64 BE) ‖ chunk index (u32 BE)` in the `blobs` tree. Each chunk is sealed on its own with
+//! ChaCha20-Poly1305 under the tenant's key, with a random nonce stored in front of it and associated data
+//! binding the tenant, the blob id, the chunk index and a last-chunk marker. The sha256 of the plaintext is
+//! computed while writing and checked again on every full read.
+//!
+//! Life of a blob:
+//! 1. [`Registry::blob_writer`] → [`BlobWriter::write`]… : full chunks are stored as soon as they are
+//!    complete, so memory stays at one chunk whatever the upload size.
+//! 2. [`BlobWriter::finish`] stores the last chunk and returns a [`BlobRef`]: the blob is *pending*, not
+//!    visible to anyone. Dropping an unfinished writer (or [`BlobWriter::abort`]) removes its chunks.
+//! 3. A commit ([`Registry::commit_model_version`], [`Registry::put_component`]) makes it visible in one
+//!    transaction, or [`Registry::discard_blob`] removes it. A pending blob that is neither committed nor
+//!    discarded before the process stops is an orphan, swept by the next [`Registry::open`].
+
+use std::io;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::crypto::TenantCipher;
+use crate::error::{Error, Result};
+use crate::store::T;
+use crate::{Inner, Registry};
+
+/// Plaintext bytes per chunk: 1 MiB.
+pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// Where a blob is and what it must hash to. Stored inside the records that own blobs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// Unique in the store, never reused.
+    pub id: u64,
+    /// Lowercase hex sha256 of the plaintext.
+    pub sha256: String,
+    /// Plaintext length in bytes.
+    pub size: u64,
+    /// Number of chunks, at least 1.
+    pub chunks: u32,
+}
+
+impl BlobRef {
+    /// Checks the shape is possible: at least one chunk, and a size the chunk count can hold exactly.
+    fn check_shape(&self) -> Result<()> {
+        let chunk = CHUNK_SIZE as u64;
+        let ok = self.chunks >= 1
+            && self.size <= u64::from(self.chunks) * chunk
+            && (self.chunks == 1 || self.size > u64::from(self.chunks - 1) * chunk);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Corrupt(format!("blob {}: {} bytes cannot fill {} chunks", self.id, self.size, self.chunks)))
+        }
+    }
+}
+
+pub(crate) fn chunk_key(id: u64, index: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&id.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Streams one blob into the store. Created by [`Registry::blob_writer`].
+///
+/// Dropping it before [`finish`](BlobWriter::finish) removes the chunks written so far. Also implements
+/// [`std::io::Write`], so `std::io::copy` works.
+pub struct BlobWriter {
+    inner: Arc<Inner>,
+    tenant: String,
+    cipher: TenantCipher,
+    id: u64,
+    buf: Vec<u8>,
+    hasher: Sha256,
+    /// Chunks stored so far.
+    stored: u32,
+    size: u64,
+    /// Set once the chunks are someone else's business (finished or removed).
+    done: bool,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("tenant", &self.tenant)
+            .field("id", &self.id)
+            .field("bytes_written", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobWriter {
+    pub(crate) fn new(inner: &Arc<Inner>, tenant: &str) -> Result<Self> {
+        Ok(BlobWriter {
+            inner: inner.clone(),
+            tenant: tenant.to_owned(),
+            cipher: inner.crypto.tenant_cipher(tenant),
+            id: inner.db.generate_id()?,
+            buf: Vec::with_capacity(CHUNK_SIZE),
+            hasher: Sha256::new(),
+            stored: 0,
+            size: 0,
+            done: false,
+        })
+    }
+
+    /// Appends bytes. Every chunk that fills up is encrypted and stored before this returns.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            if self.buf.len() == CHUNK_SIZE {
+                // More data follows, so the full buffer is not the last chunk.
+                self.store_chunk(false)?;
+            }
+            let take = (CHUNK_SIZE - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            self.hasher.update(&data[..take]);
+            self.size += take as u64;
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    /// Bytes accepted so far (for enforcing size limits while streaming).
+    pub fn bytes_written(&self) -> u64 {
+        self.size
+    }
+
+    fn store_chunk(&mut self, last: bool) -> Result<()> {
+        let sealed = self.cipher.seal(self.id, self.stored, last, &self.buf);
+        self.inner.trees.tree(T::Blobs).insert(chunk_key(self.id, self.stored), sealed)?;
+        self.buf.clear();
+        self.stored = self.stored.checked_add(1).ok_or_else(|| Error::InvalidRequest("blob too large".into()))?;
+        Ok(())
+    }
+
+    /// Stores the last chunk and returns the blob, not yet registered as pending.
+    pub(crate) fn finish_unregistered(mut self) -> Result<BlobRef> {
+        self.store_chunk(true)?;
+        self.done = true;
+        Ok(BlobRef {
+            id: self.id,
+            sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+            size: self.size,
+            chunks: self.stored,
+        })
+    }
+
+    /// Stores the last chunk and returns the blob, which stays invisible (pending) until a commit
+    /// ([`Registry::commit_model_version`], [`Registry::put_component`]) or [`Registry::discard_blob`].
+    pub fn finish(self) -> Result<BlobRef> {
+        let inner = self.inner.clone();
+        let tenant = self.tenant.clone();
+        let blob = self.finish_unregistered()?;
+        inner.pending().insert(blob.id, (tenant, blob.clone()));
+        Ok(blob)
+    }
+
+    /// Removes the chunks written so far (what dropping does, with the error reported).
+    pub fn abort(mut self) -> Result<()> {
+        self.done = true;
+        remove_chunk_range(&self.inner, self.id, self.stored.saturating_add(1))
+    }
+}
+
+impl io::Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        BlobWriter::write(self, buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            // `stored + 1`: also the chunk a failed `store_chunk` may have written.
+            if let Err(e) = remove_chunk_range(&self.inner, self.id, self.stored.saturating_add(1)) {
+                tracing::warn!(blob = self.id, error = %e, "could not remove an abandoned blob's chunks; the next open sweeps them");
+            }
+        }
+    }
+}
+
+/// Removes chunks `0..count` of blob `id`.
+fn remove_chunk_range(inner: &Inner, id: u64, count: u32) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    for i in 0..count {
+        batch.remove(&chunk_key(id, i));
+    }
+    inner.trees.tree(T::Blobs).apply_batch(batch)?;
+    Ok(())
+}
+
+/// Removes a blob's chunks (after the records referencing it are gone).
+pub(crate) fn remove_chunks(inner: &Inner, blob: &BlobRef) -> Result<()> {
+    remove_chunk_range(inner, blob.id, blob.chunks)
+}
+
+/// Removes the chunks of blobs whose records a committed transaction already removed. The operation has
+/// succeeded at that point, so a failure here is logged, not returned: the next open sweeps the chunks.
+pub(crate) fn remove_unreferenced(inner: &Inner, blobs: impl IntoIterator<Item = BlobRef>) {
+    for blob in blobs {
+        if let Err(e) = remove_chunks(inner, &blob) {
+            tracing::warn!(blob = blob.id, error = %e, "could not remove a deleted blob's chunks; the next open sweeps them");
+        }
+    }
+}
+
+/// Removes the chunks of every blob that no `blob_refs` entry claims. Only safe while no writer runs.
+pub(crate) fn sweep_orphans(inner: &Inner) -> Result<usize> {
+    let blobs = inner.trees.tree(T::Blobs);
+    let refs = inner.trees.tree(T::BlobRefs);
+    let mut start: Vec<u8> = Vec::new();
+    let mut removed = 0;
+    loop {
+        // The first chunk key of the next blob id at or after `start`.
+        let Some(kv) = blobs.range(start.as_slice()..).next() else {
+            break;
+        };
+        let (k, _) = kv?;
+        let Some(id) = k.get(..8).map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes"))) else {
+            blobs.remove(&k)?;
+            removed += 1;
+            continue;
+        };
+        if !refs.contains_key(id.to_be_bytes())? {
+            let mut batch = sled::Batch::default();
+            for k in blobs.scan_prefix(id.to_be_bytes()).keys() {
+                batch.remove(k?);
+                removed += 1;
+            }
+            blobs.apply_batch(batch)?;
+        }
+        match id.checked_add(1) {
+            Some(next) => start = next.to_be_bytes().to_vec(),
+            None => break,
+        }
+    }
+    Ok(removed)
+}
+
+/// Decrypts and checks chunk `index` of `blob`.
+fn load_chunk(inner: &Inner, cipher: &TenantCipher, blob: &BlobRef, index: u32) -> Result<Vec<u8>> {
+    let last = index + 1 == blob.chunks;
+    let sealed = inner
+        .trees
+        .tree(T::Blobs)
+        .get(chunk_key(blob.id, index))?
+        .ok_or_else(|| Error::Corrupt(format!("blob {} chunk {index} is missing", blob.id)))?;
+    let plain = cipher
+        .open(blob.id, index, last, &sealed)
+        .ok_or_else(|| Error::Corrupt(format!("blob {} chunk {index} failed authentication", blob.id)))?;
+    if !last && plain.len() != CHUNK_SIZE {
+        return Err(Error::Corrupt(format!("blob {} chunk {index} has {} bytes", blob.id, plain.len())));
+    }
+    Ok(plain)
+}
+
+fn check_digest(blob: &BlobRef, size: u64, hasher: Sha256) -> Result<()> {
+    if size != blob.size {
+        return Err(Error::Corrupt(format!("blob {} holds {size} bytes, expected {}", blob.id, blob.size)));
+    }
+    if hex::encode(hasher.finalize()) != blob.sha256 {
+        return Err(Error::Corrupt(format!("blob {} sha256 mismatch", blob.id)));
+    }
+    Ok(())
+}
+
+/// Reads a blob chunk by chunk. Created by [`Registry::blob_reader`].
+///
+/// Each chunk is authenticated before any of its bytes are returned; the size and sha256 of the whole are
+/// checked when the end is reached, where a mismatch is an error instead of EOF. Errors are
+/// [`std::io::Error`]s of kind `InvalidData` (corruption) or `Other` (storage) wrapping an [`Error`]
+/// (`err.get_ref().and_then(|e| e.downcast_ref::<maas_registry::Error>())`).
+pub struct BlobReader {
+    inner: Arc<Inner>,
+    cipher: TenantCipher,
+    blob: BlobRef,
+    next: u32,
+    buf: Vec<u8>,
+    pos: usize,
+    hasher: Option<Sha256>,
+    total: u64,
+    failed: Option<io::ErrorKind>,
+}
+
+impl std::fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobReader").field("blob", &self.blob).field("next_chunk", &self.next).finish_non_exhaustive()
+    }
+}
+
+fn to_io(e: Error) -> io::Error {
+    let kind = match e {
+        Error::Corrupt(_) => io::ErrorKind::InvalidData,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
+}
+
+impl BlobReader {
+    fn fill(&mut self) -> Result<()> {
+        if self.next < self.blob.chunks {
+            let plain = load_chunk(&self.inner, &self.cipher, &self.blob, self.next)?;
+            self.next += 1;
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&plain);
+            }
+            self.total += plain.len() as u64;
+            self.buf = plain;
+            self.pos = 0;
+        } else if let Some(h) = self.hasher.take() {
+            check_digest(&self.blob, self.total, h)?;
+        }
+        Ok(())
+    }
+}
+
+impl io::Read for BlobReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some(kind) = self.failed {
+            return Err(io::Error::new(kind, "blob read failed earlier"));
+        }
+        while self.pos == self.buf.len() {
+            if self.next == self.blob.chunks && self.hasher.is_none() {
+                return Ok(0);
+            }
+            if let Err(e) = self.fill() {
+                let e = to_io(e);
+                self.failed = Some(e.kind());
+                return Err(e);
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Registry {
+    /// Starts a blob upload for `tenant`. [`Error::NotFound`] if the tenant does not exist.
+    pub fn blob_writer(&self, tenant: &str) -> Result<BlobWriter> {
+        self.require_tenant(tenant)?;
+        BlobWriter::new(&self.inner, tenant)
+    }
+
+    /// Reads a whole blob of `tenant`, checking every chunk's tag, the size and the sha256
+    /// ([`Error::Corrupt`] on any mismatch, including a blob of another tenant).
+    pub fn read_blob(&self, tenant: &str, blob: &BlobRef) -> Result<Vec<u8>> {
+        blob.check_shape()?;
+        let cipher = self.inner.crypto.tenant_cipher(tenant);
+        let cap = blob.size.min(u64::from(blob.chunks) * CHUNK_SIZE as u64);
+        let mut out = Vec::with_capacity(usize::try_from(cap).unwrap_or(0));
+        let mut hasher = Sha256::new();
+        for i in 0..blob.chunks {
+            let plain = load_chunk(&self.inner, &cipher, blob, i)?;
+            hasher.update(&plain);
+            out.extend_from_slice(&plain);
+        }
+        check_digest(blob, out.len() as u64, hasher)?;
+        Ok(out)
+    }
+
+    /// A streaming reader over a blob of `tenant`; see [`BlobReader`] for when each check happens.
+    pub fn blob_reader(&self, tenant: &str, blob: &BlobRef) -> Result<BlobReader> {
+        blob.check_shape()?;
+        Ok(BlobReader {
+            inner: self.inner.clone(),
+            cipher: self.inner.crypto.tenant_cipher(tenant),
+            blob: blob.clone(),
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+            hasher: Some(Sha256::new()),
+            total: 0,
+            failed: None,
+        })
+    }
+
+    /// Removes a finished blob that will not be committed (for instance a model file the runtime could not
+    /// load). Idempotent: discarding an already discarded blob succeeds.
+    ///
+    /// [`Error::Conflict`] if the blob is committed: committed blobs go away with the record that owns
+    /// them ([`Registry::delete_model`], [`Registry::delete_tenant`], ...).
+    pub fn discard_blob(&self, blob: &BlobRef) -> Result<()> {
+        let _w = self.inner.write_lock();
+        if let Some((_, pending)) = self.inner.pending().remove(&blob.id) {
+            return remove_chunks(&self.inner, &pending);
+        }
+        if self.trees().tree(T::BlobRefs).contains_key(blob.id.to_be_bytes())? {
+            return Err(Error::Conflict(format!("blob {} is committed; delete its owner instead", blob.id)));
+        }
+        remove_chunks(&self.inner, blob)
+    }
+
+    /// Runs `commit` (under the write lock) with `blob`, which must be a pending blob of `tenant` exactly as
+    /// [`BlobWriter::finish`] returned it. `commit` returns its result and whether it now references the
+    /// blob. Either way the blob stops being pending; unless referenced, it is discarded (also on error).
+    pub(crate) fn commit_pending<R>(
+        &self,
+        tenant: &str,
+        blob: &BlobRef,
+        commit: impl FnOnce() -> Result<(R, bool)>,
+    ) -> Result<R> {
+        let _w = self.inner.write_lock();
+        let matches = matches!(
+            self.inner.pending().get(&blob.id),
+            Some((t, b)) if t == tenant && b == blob
+        );
+        if !matches {
+            return Err(Error::InvalidRequest(format!(
+                "blob {} is not an uncommitted upload of tenant {tenant:?}",
+                blob.id
+            )));
+        }
+        let result = commit();
+        let (_, pending) =
+            self.inner.pending().remove(&blob.id).expect("pending blobs only leave the map under the write lock");
+        match result {
+            Ok((r, true)) => Ok(r),
+            Ok((r, false)) => {
+                remove_chunks(&self.inner, &pending)?;
+                Ok(r)
+            }
+            Err(e) => {
+                if let Err(e2) = remove_chunks(&self.inner, &pending) {
+                    tracing::warn!(blob = pending.id, error = %e2, "could not discard a rejected blob; the next open sweeps it");
+                }
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The maas store: tenants, API keys, models, components, functions and their blobs, in [sled].
+//!
+//! This crate is the storage layer and nothing else: no HTTP, no WebAssembly, no inference. It owns the
+//! naming rules, quota checks at commit time, manifest validation, and encryption at rest.
+//!
+//! # Using it
+//!
+//! 1. [`Registry::open`] the store once, with the 32-byte master key. Opening sweeps blob chunks that no
+//!    committed record references (left by an upload that was interrupted by a crash).
+//! 2. [`Registry::create_tenant`], then [`Registry::create_key`] hands out the secret once; on every request
+//!    [`Registry::authenticate`] turns a bearer secret back into a [`KeyInfo`].
+//! 3. Uploads stream into a [`BlobWriter`] (chunked, encrypted, hashed as it goes); [`BlobWriter::finish`]
+//!    gives a [`BlobRef`] that is still invisible. [`Registry::commit_model_version`] or
+//!    [`Registry::put_component`] makes it visible in one transaction, checking quotas; if the caller
+//!    rejects the upload instead (say tract cannot load it), [`Registry::discard_blob`] removes it.
+//! 4. [`Registry::put_function`] validates a [`Manifest`] against the tenant's quota and checks that the
+//!    models and component it names exist.
+//! 5. The runtime adds metering deltas with [`Registry::add_usage`] and reads them with [`Registry::usage`].
+//!
+//! ```
+//! use maas_registry::{Registry, Role, TensorSpec, Manifest};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let registry = Registry::open(dir.path(), [7; 32])?;
+//! registry.create_tenant("acme", None)?;
+//! let (_info, secret) = registry.create_key("acme", Role::Owner, Some("ci".into()))?;
+//! assert_eq!(registry.authenticate(&secret)?.unwrap().tenant, "acme");
+//!
+//! let mut upload = registry.blob_writer("acme")?;
+//! upload.write(b"an onnx file")?;
+//! let blob = upload.finish()?;
+//! let spec = TensorSpec { name: "x".into(), datatype: "FP32".into(), shape: vec![-1, 4] };
+//! let model = registry.commit_model_version("acme", "iris", blob, vec![spec.clone()], vec![spec])?;
+//! assert_eq!(model.version, 1);
+//! assert_eq!(registry.read_blob("acme", &model.blob)?, b"an onnx file");
+//!
+//! let manifest: Manifest = serde_json::from_str(
+//!     r#"{"component": "builtin:tensor", "models": {"model": "iris"}}"#)?;
+//! let (function, created) = registry.put_function("acme", "classify", manifest)?;
+//! assert!(created && function.revision == 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # Storage layout
+//!
+//! One sled tree per keyspace (`tenants`, `keys`, `keys_by_tenant`, `models`, `model_seq`, `components`,
+//! `artifacts`, `functions`, `blobs`, `blob_refs`, `usage`, `meta`). Keys are `tenant 0x00 name ...`, with
+//! big-endian integers where order matters (model versions, blob ids, chunk indexes); values are JSON,
+//! except blob chunks. Blob chunks are written first; the metadata that makes them visible (and the
+//! `blob_refs` entry that keeps them from being swept) is committed last, in one transaction.
+//!
+//! # Concurrency
+//!
+//! [`Registry`] is a cheap `Clone` (an `Arc`), `Send + Sync`. Reads run concurrently; metadata writes are
+//! serialised by one lock (they are rare and small: a deploy, a commit). Blob chunk writes do not take that
+//! lock, so concurrent uploads stream in parallel. All calls block on disk I/O: call them from a blocking
+//! thread pool in async code.
+
+#![deny(missing_docs)]
+
+mod blob;
+mod component;
+mod crypto;
+mod error;
+mod function;
+mod keys;
+mod model;
+mod names;
+mod store;
+mod tenant;
+mod time;
+mod usage;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use blob::{BlobReader, BlobRef, BlobWriter, CHUNK_SIZE};
+pub use component::ComponentRecord;
+pub use error::{Error, Result};
+pub use function::{ComponentRef, FunctionRecord, KNOWN_BUILTINS, Limits, Manifest, ModelRef, Scale};
+pub use keys::{KeyInfo, Role};
+pub use model::{DATATYPES, ModelSummary, ModelVersion, TensorSpec};
+pub use names::{validate_alias, validate_function_name, validate_model_name, validate_tenant_name};
+pub use tenant::{Quota, QuotaPatch, Tenant};
+pub use usage::{Usage, UsageRecord};
+
+use crypto::Crypto;
+use store::{T, Trees};
+
+/// The version of the on-disk layout this crate writes.
+const SCHEMA_VERSION: u32 = 1;
+
+/// The store. See the [crate docs](crate) for the call order.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    db: sled::Db,
+    trees: Trees,
+    crypto: Crypto,
+    /// Serialises metadata writes: every check-then-commit happens under it.
+    write: Mutex<()>,
+    /// Finished blobs not yet committed nor discarded: id → (tenant, blob).
+    pending: Mutex<HashMap<u64, (String, BlobRef)>>,
+}
+
+impl Inner {
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, (String, BlobRef)>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Registry {
+    /// Opens (or creates) the store at `path`.
+    ///
+    /// `master_key` derives, with HKDF-SHA256, the per-tenant blob encryption keys and the key of the
+    /// HMAC-SHA256 under which API key secrets are stored. A store remembers a check value of the master key
+    /// it was created with and refuses another one with [`Error::MasterKeyMismatch`].
+    ///
+    /// Opening sweeps orphan blob chunks: chunks of blobs that no committed record references.
+    pub fn open(path: &Path, master_key: [u8; 32]) -> Result<Self> {
+        let db = sled::Config::new().path(path).open()?;
+        let trees = Trees::open(&db)?;
+        let crypto = Crypto::new(&master_key);
+        let meta = trees.tree(T::Meta);
+        match meta.get(b"master_key_check")? {
+            Some(stored) => {
+                if !crypto::ct_eq(&stored, &crypto.check_value()) {
+                    return Err(Error::MasterKeyMismatch);
+                }
+            }
+            None => {
+                meta.insert(b"master_key_check", &crypto.check_value())?;
+                meta.insert(b"schema", &SCHEMA_VERSION.to_be_bytes())?;
+                meta.flush()?;
+            }
+        }
+        let registry = Registry {
+            inner: Arc::new(Inner { db, trees, crypto, write: Mutex::new(()), pending: Mutex::new(HashMap::new()) }),
+        };
+        let swept = blob::sweep_orphans(&registry.inner)?;
+        if swept > 0 {
+            tracing::info!(chunks = swept, "swept orphan blob chunks");
+        }
+        Ok(registry)
+    }
+
+    /// Writes everything to disk. sled also flushes on its own every half second; call this before exit.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! Model versions.
+//!
+//! Each upload of a model name adds a version: 1, 2, 3, ... A per-name counter (`model_seq`) assigns the
+//! number in the same transaction that writes the version's record, and survives deletes, so a version
+//! number is never reused for different bytes, even after the whole model is deleted and uploaded again.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Registry;
+use crate::blob::BlobRef;
+use crate::error::{Error, Result};
+use crate::function::ModelRef;
+use crate::names::validate_model_name;
+use crate::store::{Batch, T, key, prefix};
+
+/// The Open Inference Protocol datatypes a [`TensorSpec`] may name.
+pub const DATATYPES: &[&str] = &[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BF16",
+    "BYTES",
+];
+
+const MAX_TENSORS: usize = 1024;
+const MAX_RANK: usize = 64;
+const MAX_TENSOR_NAME: usize = 1024;
+
+/// One input or output of a model, in OIP terms.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TensorSpec {
+    /// The tensor's name in the model.
+    pub name: String,
+    /// An OIP datatype, one of [`DATATYPES`] (`"FP32"`, `"INT64"`, ...).
+    pub datatype: String,
+    /// Dimensions; `-1` for one that varies.
+    pub shape: Vec<i64>,
+}
+
+impl TensorSpec {
+    fn validate(&self, side: &str) -> Result<()> {
+        let bad = |why: String| Err(Error::InvalidRequest(format!("{side} {:?}: {why}", self.name)));
+        if self.name.is_empty() || self.name.len() > MAX_TENSOR_NAME {
+            return bad(format!("the name must be 1 to {MAX_TENSOR_NAME} bytes"));
+        }
+        if !DATATYPES.contains(&self.datatype.as_str()) {
+            return bad(format!("unknown datatype {:?}", self.datatype));
+        }
+        if self.shape.len() > MAX_RANK {
+            return bad(format!("rank above {MAX_RANK}"));
+        }
+        if self.shape.iter().any(|d| *d < -1) {
+            return bad("dimensions must be -1 (varies) or at least 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// One committed version of a model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    /// The model name.
+    pub name: String,
+    /// 1, 2, ... in upload order.
+    pub version: u32,
+    /// Lowercase hex sha256 of the file.
+    pub sha256: String,
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// The model's inputs.
+    pub inputs: Vec<TensorSpec>,
+    /// The model's outputs.
+    pub outputs: Vec<TensorSpec>,
+    /// When it was committed, RFC 3339 UTC.
+    pub created_at: String,
+    /// Where the file is (internal: not part of the public JSON, which the runtime shapes).
+    pub blob: BlobRef,
+}
+
+/// A model name with all its versions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// The model name.
+    pub name: String,
+    /// The highest existing version.
+    pub latest_version: u32,
+    /// Every existing version, oldest first.
+    pub versions: Vec<ModelVersion>,
+}
+
+fn version_key(tenant: &str, name: &str, version: u32) -> Vec<u8> {
+    key(&[tenant.as_bytes(), name.as_bytes(), &version.to_be_bytes()])
+}
+
+impl Registry {
+    /// Makes an uploaded blob version N+1 of model `name`, in one transaction.
+    ///
+    /// `blob` must be the tenant's pending blob, exactly as [`BlobWriter::finish`](crate::BlobWriter::finish)
+    /// returned it ([`Error::InvalidRequest`] otherwise). Checks the tenant's `max_model_bytes`,
+    /// `max_models` (model names) and `max_storage_bytes` (all model and component blobs):
+    /// [`Error::QuotaExceeded`]. On any error the blob is discarded, so the caller has nothing to clean up.
+    pub fn commit_model_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        blob: BlobRef,
+        inputs: Vec<TensorSpec>,
+        outputs: Vec<TensorSpec>,
+    ) -> Result<ModelVersion> {
+        self.commit_pending(tenant, &blob, || {
+            validate_model_name(name)?;
+            let t = self.require_tenant(tenant)?;
+            if inputs.len() > MAX_TENSORS || outputs.len() > MAX_TENSORS {
+                return Err(Error::InvalidRequest(format!(
+                    "a model may have at most {MAX_TENSORS} inputs and outputs"
+                )));
+            }
+            for s in &inputs {
+                s.validate("input")?;
+            }
+            for s in &outputs {
+                s.validate("output")?;
+            }
+            let q = &t.quota;
+            if blob.size > q.max_model_bytes {
+                return Err(Error::QuotaExceeded(format!(
+                    "the model is {} bytes, above the tenant's max_model_bytes ({})",
+                    blob.size, q.max_model_bytes
+                )));
+            }
+            let trees = self.trees();
+            let is_new = trees
+                .tree(T::Models)
+                .scan_prefix(prefix(&[tenant.as_bytes(), name.as_bytes()]))
+                .next()
+                .transpose()?
+                .is_none();
+            if is_new {
+                let count = self.model_names(tenant)?.len() as u64;
+                if count >= q.max_models {
+                    return Err(Error::QuotaExceeded(format!("the tenant has {count} models, its max_models")));
+                }
+            }
+            let used = self.storage_used(tenant)?;
+            if used.saturating_add(blob.size) > q.max_storage_bytes {
+                return Err(Error::QuotaExceeded(format!(
+                    "storing {} more bytes would exceed the tenant's max_storage_bytes ({}; {used} used)",
+                    blob.size, q.max_storage_bytes
+                )));
+            }
+            let seq_key = key(&[tenant.as_bytes(), name.as_bytes()]);
+            let last = match trees.tree(T::ModelSeq).get(&seq_key)? {
+                Some(v) => u32::from_be_bytes(
+                    v.as_ref().try_into().map_err(|_| Error::Corrupt(format!("model_seq entry of {tenant}/{name}")))?,
+                ),
+                None => 0,
+            };
+            let version = last.checked_add(1).ok_or_else(|| Error::InvalidRequest("no more version numbers".into()))?;
+            let record = ModelVersion {
+                name: name.to_owned(),
+                version,
+                sha256: blob.sha256.clone(),
+                size_bytes: blob.size,
+                inputs,
+                outputs,
+                created_at: crate::time::now(),
+                blob: blob.clone(),
+            };
+            let mut batch = Batch::default();
+            batch.insert_json(T::Models, version_key(tenant, name, version), &record);
+            batch.insert(T::ModelSeq, seq_key, version.to_be_bytes());
+            batch.insert(T::BlobRefs, blob.id.to_be_bytes(), format!("model {tenant}/{name}@{version}"));
+            trees.apply(&batch)?;
+            Ok((record, true))
+        })
+    }
+
+    /// A version of a model (`None`: the latest). [`Error::NotFound`] only for a missing tenant.
+    pub fn model_version(&self, tenant: &str, name: &str, version: Option<u32>) -> Result<Option<ModelVersion>> {
+        self.require_tenant(tenant)?;
+        if validate_model_name(name).is_err() {
+            return Ok(None);
+        }
+        match version {
+            Some(v) => self.trees().get_json(T::Models, &version_key(tenant, name, v)),
+            None => {
+                let p = prefix(&[tenant.as_bytes(), name.as_bytes()]);
+                match self.trees().tree(T::Models).scan_prefix(p).next_back() {
+                    Some(kv) => {
+                        let (_, v) = kv?;
+                        Ok(Some(
+                            serde_json::from_slice(&v)
+                                .map_err(|e| Error::Corrupt(format!("a model record does not decode: {e}")))?,
+                        ))
+                    }
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// The tenant's models by name, each with its versions oldest first.
+    pub fn models(&self, tenant: &str) -> Result<Vec<ModelSummary>> {
+        self.require_tenant(tenant)?;
+        let all: Vec<ModelVersion> = self.trees().scan_json(T::Models, &prefix(&[tenant.as_bytes()]))?;
+        let mut out: Vec<ModelSummary> = Vec::new();
+        for v in all {
+            match out.last_mut() {
+                Some(s) if s.name == v.name => {
+                    s.latest_version = v.version;
+                    s.versions.push(v);
+                }
+                _ => out.push(ModelSummary { name: v.name.clone(), latest_version: v.version, versions: vec![v] }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of the tenant's models with at least one version, in order.
+    fn model_names(&self, tenant: &str) -> Result<Vec<Vec<u8>>> {
+        let p = prefix(&[tenant.as_bytes()]);
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for k in self.trees().scan_keys(T::Models, &p)? {
+            // tenant SEP name SEP version(4)
+            let name = k
+                .get(p.len()..k.len().saturating_sub(5))
+                .ok_or_else(|| Error::Corrupt("a model key is too short".into()))?;
+            if names.last().map(Vec::as_slice) != Some(name) {
+                names.push(name.to_vec());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Deletes one version of a model, or (`None`) all of them, with their blobs.
+    ///
+    /// [`Error::NotFound`] if the model or version does not exist. [`Error::Conflict`], naming the function,
+    /// while a function of the tenant uses it: a function referencing `m` (unpinned) blocks deleting `m` and
+    /// its latest version; one referencing `m@v` blocks deleting `m` and `m@v`. Version numbers are not
+    /// reused after a delete.
+    pub fn delete_model(&self, tenant: &str, name: &str, version: Option<u32>) -> Result<()> {
+        let doomed = {
+            let _w = self.inner.write_lock();
+            self.require_tenant(tenant)?;
+            let not_found = || match version {
+                Some(v) => Error::NotFound(format!("model {name:?} version {v} not found")),
+                None => Error::NotFound(format!("model {name:?} not found")),
+            };
+            if validate_model_name(name).is_err() {
+                return Err(not_found());
+            }
+            let versions: Vec<ModelVersion> =
+                self.trees().scan_json(T::Models, &prefix(&[tenant.as_bytes(), name.as_bytes()]))?;
+            let Some(latest) = versions.last().map(|v| v.version) else {
+                return Err(not_found());
+            };
+            let doomed: Vec<ModelVersion> = match version {
+                None => versions,
+                Some(v) => {
+                    let one: Vec<_> = versions.into_iter().filter(|m| m.version == v).collect();
+                    if one.is_empty() {
+                        return Err(not_found());
+                    }
+                    one
+                }
+            };
+            for f in self.functions(tenant)? {
+                for (alias, reference) in &f.manifest.models {
+                    let Ok(r) = ModelRef::parse(reference) else {
+                        continue;
+                    };
+                    if r.name != name {
+                        continue;
+                    }
+                    let blocks = match (version, r.version) {
+                        (None, _) => true,
+                        (Some(v), Some(pinned)) => v == pinned,
+                        (Some(v), None) => v == latest,
+                    };
+                    if blocks {
+                        let what = match version {
+                            Some(v) => format!("model {name:?} version {v}"),
+                            None => format!("model {name:?}"),
+                        };
+                        return Err(Error::Conflict(format!(
+                            "{what} is used by function {:?} (models.{alias} = {reference:?})",
+                            f.name
+                        )));
+                    }
+                }
+            }
+            let mut batch = Batch::default();
+            for m in &doomed {
+                batch.remove(T::Models, version_key(tenant, name, m.version));
+                batch.remove(T::BlobRefs, m.blob.id.to_be_bytes());
+            }
+            self.trees().apply(&batch)?;
+            doomed
+        };
+        crate::blob::remove_unreferenced(&self.inner, doomed.into_iter().map(|m| m.blob));
+        Ok(())
+    }
+
+    /// Bytes the tenant stores: the sizes of all its model versions and components.
+    /// [`Error::NotFound`] if the tenant does not exist.
+    pub fn storage_bytes(&self, tenant: &str) -> Result<u64> {
+        self.require_tenant(tenant)?;
+        self.storage_used(tenant)
+    }
+
+    pub(crate) fn storage_used(&self, tenant: &str) -> Result<u64> {
+        let p = prefix(&[tenant.as_bytes()]);
+        let models: Vec<ModelVersion> = self.trees().scan_json(T::Models, &p)?;
+        let components: Vec<crate::ComponentRecord> = self.trees().scan_json(T::Components, &p)?;
+        Ok(models.iter().map(|m| m.size_bytes).sum::<u64>() + components.iter().map(|c| c.size_bytes).sum::<u64>())
+    }
+}

@@ -1,0 +1,108 @@
+//! Per-tenant usage counters, by day and function, kept for the runtime's metering.
+//!
+//! The runtime aggregates in memory and adds its deltas now and then with [`Registry::add_usage`];
+//! [`Registry::usage`] returns the stored rows, from which it builds totals, per-function and per-day views.
+//! Rows go away with their tenant.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Registry;
+use crate::error::{Error, Result};
+use crate::names::validate_function_name;
+use crate::store::{Batch, T, key, prefix};
+
+/// Counters of one tenant, day and function (or of the tenant's direct OIP inference calls).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Usage {
+    /// Invocations (or inference requests).
+    pub invocations: u64,
+    /// Invocations that ended in an error.
+    pub errors: u64,
+    /// Cold starts.
+    pub cold_starts: u64,
+    /// Wall-clock time, seconds.
+    pub wall_seconds: f64,
+    /// CPU time, seconds.
+    pub cpu_seconds: f64,
+    /// Time spent in model inference, seconds.
+    pub inference_seconds: f64,
+    /// Estimated energy, joules.
+    pub energy_joules: f64,
+}
+
+impl Usage {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Usage) {
+        self.invocations = self.invocations.saturating_add(other.invocations);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.cold_starts = self.cold_starts.saturating_add(other.cold_starts);
+        self.wall_seconds += other.wall_seconds;
+        self.cpu_seconds += other.cpu_seconds;
+        self.inference_seconds += other.inference_seconds;
+        self.energy_joules += other.energy_joules;
+    }
+
+    fn is_valid(&self) -> bool {
+        [self.wall_seconds, self.cpu_seconds, self.inference_seconds, self.energy_joules]
+            .iter()
+            .all(|v| v.is_finite() && *v >= 0.0)
+    }
+}
+
+/// One stored usage row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// The function, or `None` for OIP inference called directly.
+    pub function: Option<String>,
+    /// The counters.
+    pub usage: Usage,
+}
+
+fn is_day(day: &str) -> bool {
+    let b = day.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+impl Registry {
+    /// Adds `delta` to the counters of `tenant` for `day` (`YYYY-MM-DD`, UTC) and `function` (`None`: direct
+    /// OIP inference).
+    ///
+    /// [`Error::NotFound`] if the tenant does not exist (its usage is then gone anyway);
+    /// [`Error::InvalidRequest`] for a malformed day, function name, or a negative or non-finite value.
+    pub fn add_usage(&self, tenant: &str, day: &str, function: Option<&str>, delta: &Usage) -> Result<()> {
+        if !is_day(day) {
+            return Err(Error::InvalidRequest(format!("usage day {day:?} is not YYYY-MM-DD")));
+        }
+        if let Some(f) = function {
+            validate_function_name(f).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        }
+        if !delta.is_valid() {
+            return Err(Error::InvalidRequest("usage values must be finite and not negative".into()));
+        }
+        let _w = self.inner.write_lock();
+        self.require_tenant(tenant)?;
+        let k = key(&[tenant.as_bytes(), day.as_bytes(), function.unwrap_or("").as_bytes()]);
+        let mut record = self.trees().get_json::<UsageRecord>(T::Usage, &k)?.unwrap_or_else(|| UsageRecord {
+            day: day.to_owned(),
+            function: function.map(str::to_owned),
+            usage: Usage::default(),
+        });
+        record.usage.add(delta);
+        let mut batch = Batch::default();
+        batch.insert_json(T::Usage, k, &record);
+        self.trees().apply(&batch)
+    }
+
+    /// The tenant's usage rows, by day then function (direct inference first).
+    pub fn usage(&self, tenant: &str) -> Result<Vec<UsageRecord>> {
+        self.require_tenant(tenant)?;
+        self.trees().scan_json(T::Usage, &prefix(&[tenant.as_bytes()]))
+    }
+}

@@ -1,0 +1,184 @@
+//! `ANY /fn/{t}/{f}[/{rest}]`: the invocation path, and the cold start that wakes a function.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use maas_registry::{FunctionRecord, ModelRef};
+
+use super::{App, Body, read_body};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::host::{self, BoundModel, Capabilities, Limits};
+use crate::inference::{InferenceError, ModelKey};
+use crate::scale::Warm;
+
+pub(super) async fn invoke(
+    app: &Arc<App>,
+    principal: Principal,
+    tenant: &str,
+    function: &str,
+    rest: String,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> ApiResult {
+    let started = Instant::now();
+    // Who may call is decided before anything else is looked at, so that another tenant's
+    // key learns nothing about whether the function exists.
+    let slot = match &principal {
+        Principal::Anonymous => {
+            let slot = app.scaler.slot(&app.registry, tenant, function)?;
+            match slot {
+                Some(slot) if slot.record().manifest.public => slot,
+                _ => return Err(ApiError::unauthenticated()),
+            }
+        }
+        p => {
+            p.require_member(tenant)?;
+            app.scaler
+                .slot(&app.registry, tenant, function)?
+                .ok_or_else(|| ApiError::not_found(format!("no function {function:?}")))?
+        }
+    };
+    let quota = super::require_tenant(app, tenant)?.quota;
+    let running = app.scaler.begin(&slot)?;
+
+    let (parts, body) = req.into_parts();
+    let body = read_body(Request::from_parts(parts.clone(), body), quota.max_request_bytes).await?;
+
+    let (warm, cold) = app
+        .scaler
+        .warm(&slot, |record| {
+            let app = app.clone();
+            async move {
+                let waker = app.clone();
+                app.blocking(move || wake(&waker, &record)).await?
+            }
+        })
+        .await?;
+    if cold {
+        app.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
+        app.metrics.cold_start_us_total.fetch_add(warm.wake_time.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    let guest_request = host::Request {
+        method: parts.method.to_string(),
+        path: rest,
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != http::header::AUTHORIZATION)
+            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        body: body.to_vec(),
+    };
+    let outcome = {
+        let (app2, warm2) = (app.clone(), warm.clone());
+        app.blocking(move || app2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, guest_request)).await?
+    };
+    app.metrics.invocations.fetch_add(1, Ordering::Relaxed);
+
+    let result = outcome.map_err(ApiError::from).and_then(|(response, report)| {
+        app.metrics.inference_us_total.fetch_add(report.inference.as_micros() as u64, Ordering::Relaxed);
+        let models: Vec<&str> =
+            report.models_used.iter().filter_map(|alias| warm.model_labels.get(alias).map(String::as_str)).collect();
+        to_http(response).map(|r| (r, models.join(", ")))
+    });
+    running.finish(result.is_err());
+    let (mut response, models) = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            tracing::warn!(request_id, code = e.code, "invocation failed");
+            (e.into_response(), String::new())
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-maas-cold-start", HeaderValue::from_static(if cold { "true" } else { "false" }));
+    headers.insert("x-maas-duration-us", HeaderValue::from(started.elapsed().as_micros() as u64));
+    if let Ok(value) = HeaderValue::from_str(&models)
+        && !models.is_empty()
+    {
+        headers.insert("x-maas-model", value);
+    }
+    Ok(response)
+}
+
+/// Turns the guest's response into an HTTP response, refusing what HTTP cannot carry.
+fn to_http(r: host::Response) -> Result<Response<Body>, ApiError> {
+    let invalid = |what: String| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "function_trapped", format!("the function returned {what}"))
+    };
+    let status = StatusCode::from_u16(r.status).map_err(|_| invalid(format!("an invalid status {}", r.status)))?;
+    let mut response = Response::new(Full::new(r.body.into()));
+    *response.status_mut() = status;
+    for (name, value) in r.headers {
+        let header =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(format!("an invalid header name {name:?}")))?;
+        let value =
+            HeaderValue::from_str(&value).map_err(|_| invalid(format!("an invalid value for header {name:?}")))?;
+        response.headers_mut().append(header, value);
+    }
+    Ok(response)
+}
+
+/// The cold start: load the component (deserializing its stored artifact), link it, and
+/// load the models the manifest names. Runs on a blocking thread.
+fn wake(app: &App, record: &FunctionRecord) -> Result<Warm, ApiError> {
+    let started = Instant::now();
+    let tenant = &record.tenant;
+    let manifest = &record.manifest;
+    let component = match app.host.builtin(&manifest.component) {
+        Some(component) => component,
+        None => load_component(app, tenant, &manifest.component)?,
+    };
+    let pre = app.host.prepare(&component).map_err(ApiError::internal)?;
+
+    let mut models = HashMap::new();
+    let mut model_labels = HashMap::new();
+    for (alias, reference) in &manifest.models {
+        let r = ModelRef::parse(reference)?;
+        let version = app.registry.model_version(tenant, &r.name, r.version)?.ok_or_else(|| {
+            ApiError::internal(format!("function {tenant}/{} names model {reference}, which is gone", record.name))
+        })?;
+        let key = ModelKey { tenant: tenant.clone(), name: version.name.clone(), version: version.version };
+        let model = app.models.get_or_load(&key, || {
+            app.registry
+                .read_blob(tenant, &version.blob)
+                .map_err(|e| InferenceError::Failed(format!("reading model {key}: {e}")))
+        })?;
+        let label = format!("{}@{}", version.name, version.version);
+        let digest = format!("sha256:{}", version.sha256);
+        model_labels.insert(alias.clone(), format!("{label} {digest}"));
+        models.insert(alias.clone(), BoundModel { label, digest, model });
+    }
+    let caps = Arc::new(Capabilities { models, config: manifest.config.clone().into_iter().collect() });
+    let limits =
+        Limits { memory_bytes: manifest.limits.memory_mb as usize * (1 << 20), timeout_ms: manifest.limits.timeout_ms };
+    let wake_time = started.elapsed();
+    tracing::info!(tenant = %tenant, function = %record.name, wake_us = wake_time.as_micros() as u64, "cold start");
+    Ok(Warm { revision: record.revision, pre, caps, limits, model_labels, wake_time })
+}
+
+/// A tenant's component from its stored artifact; compiled again (and the artifact stored)
+/// only when no artifact matches this engine, e.g. after an upgrade.
+fn load_component(app: &App, tenant: &str, digest: &str) -> Result<wasmtime::component::Component, ApiError> {
+    if let Some(artifact) = app.registry.artifact(tenant, digest, app.host.fingerprint())? {
+        match app.host.load_artifact(&artifact) {
+            Ok(component) => return Ok(component),
+            Err(e) => tracing::warn!(error = %e, digest, "stored artifact unusable; recompiling"),
+        }
+    }
+    let record = app
+        .registry
+        .component(tenant, digest)?
+        .ok_or_else(|| ApiError::internal(format!("component {digest} is gone")))?;
+    let wasm = app.registry.read_blob(tenant, &record.blob)?;
+    let (component, artifact) = app.host.compile(&wasm)?;
+    app.registry.put_artifact(tenant, digest, app.host.fingerprint(), &artifact)?;
+    Ok(component)
+}

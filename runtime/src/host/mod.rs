@@ -1,0 +1,221 @@
+//! The wasmtime host: one engine, one linker, a fresh instance per request.
+//!
+//! The stages, expensive work first and once:
+//!
+//! 1. [`Host::new`]: build the engine (pooling allocator, epoch interruption), link WASI with
+//!    an empty context plus the function world's imports, and compile the built-in components;
+//! 2. [`Host::compile`] at upload: compile a component once, refuse it if it is not a component
+//!    of the function world, and return the artifact to store (`Component::serialize`);
+//! 3. [`Host::load_artifact`] on wake: deserialize the stored artifact (no recompilation), then
+//!    [`Host::prepare`] links it into an [`InstancePre`](wasmtime::component::InstancePre);
+//! 4. [`Host::invoke`] per request: a fresh `Store` and instance from the pool, with the
+//!    manifest's memory limit and an epoch deadline for its timeout.
+//!
+//! ```no_run
+//! # fn demo(host: &maas_runtime::host::Host, wasm: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use maas_runtime::host::{Capabilities, Limits, Request};
+//! let (_component, artifact) = host.compile(wasm)?;          // at upload
+//! let component = host.load_artifact(&artifact)?;           // on wake
+//! let pre = host.prepare(&component)?;                       // once per warm function
+//! let caps = Arc::new(Capabilities::default());
+//! let req = Request { method: "GET".into(), path: "/".into(), query: String::new(), headers: vec![], body: vec![] };
+//! let out = host.invoke(&pre, caps, Limits { memory_bytes: 64 << 20, timeout_ms: 1000 }, req)?;  // per request
+//! # let _ = out; Ok(()) }
+//! ```
+
+mod bindings;
+mod epoch;
+mod state;
+
+pub use bindings::{HandlerPre, Request, Response};
+pub use state::{BoundModel, Capabilities, HostState, InvocationReport};
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use epoch::EpochTicker;
+
+/// The built-in component behind the manifest alias `builtin:tensor`.
+pub const BUILTIN_TENSOR: &str = "builtin:tensor";
+
+static TENSOR_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/maas_fn_tensor.wasm"));
+
+/// Sizing of the host; the defaults suit a shared server.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// The largest linear memory any function may ask for (the pool's slot size), in MiB.
+    pub max_memory_mb: u32,
+    /// How many instances may exist at once (the pool's size).
+    pub max_instances: u32,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self { max_memory_mb: 1024, max_instances: 256 }
+    }
+}
+
+/// Per-invocation limits, from the function's manifest.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Linear memory the instance may grow to.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of the call, checked at epoch ticks.
+    pub timeout_ms: u64,
+}
+
+/// Why a component was refused at upload.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidComponent(pub String);
+
+/// Why an invocation did not produce a response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvokeError {
+    /// The guest trapped (a panic, `unreachable`, out-of-bounds access, ...).
+    #[error("the function trapped: {0}")]
+    Trapped(String),
+    /// The guest tried to grow its memory past the manifest's limit and then trapped.
+    #[error("the function exceeded its memory limit of {limit_mb} MiB and trapped: {detail}")]
+    MemoryLimit {
+        /// The limit, in MiB.
+        limit_mb: usize,
+        /// The trap that followed.
+        detail: String,
+    },
+    /// The guest ran past its timeout.
+    #[error("the function ran past its timeout of {0} ms")]
+    Timeout(u64),
+    /// The host could not run the guest at all (pool exhausted, link failure, ...).
+    #[error("the host could not run the function: {0}")]
+    Host(String),
+}
+
+/// The wasmtime engine, linker and built-in components, shared by every function.
+pub struct Host {
+    engine: Engine,
+    linker: Linker<HostState>,
+    builtin_tensor: Component,
+    ticker: EpochTicker,
+    fingerprint: String,
+}
+
+impl Host {
+    /// Builds the engine and linker and compiles the built-in components.
+    pub fn new(config: &HostConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 8)
+            .total_memories(config.max_instances * 2)
+            .total_tables(config.max_instances * 4)
+            .total_stacks(config.max_instances)
+            .max_memory_size(config.max_memory_mb as usize * (1 << 20))
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            // Keep a little of each memory resident between instances: fresh instances
+            // start faster, and it is bounded.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(anyhow::Error::from)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        bindings::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let fingerprint = format!("wasmtime-{:016x}", hasher.finish());
+
+        let builtin_tensor = Component::new(&engine, TENSOR_WASM).map_err(anyhow::Error::from)?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self { engine, linker, builtin_tensor, ticker, fingerprint })
+    }
+
+    /// Identifies the engine's code format; stored artifacts are keyed by it so an upgraded
+    /// server never deserializes code compiled for another configuration.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The built-in component named `name` (`builtin:tensor`).
+    pub fn builtin(&self, name: &str) -> Option<Component> {
+        (name == BUILTIN_TENSOR).then(|| self.builtin_tensor.clone())
+    }
+
+    /// Compiles a component and checks it against the function world: it must export
+    /// `handle` and import nothing the platform does not provide. Returns the component and
+    /// its serialized artifact. CPU-heavy: call it on a blocking thread.
+    pub fn compile(&self, wasm: &[u8]) -> Result<(Component, Vec<u8>), InvalidComponent> {
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| InvalidComponent(format!("not a valid component: {e:#}")))?;
+        self.prepare(&component)
+            .map_err(|e| InvalidComponent(format!("not a function of maas:function/handler: {e}")))?;
+        let artifact = component
+            .serialize()
+            .map_err(|e| InvalidComponent(format!("could not serialize the compiled component: {e}")))?;
+        Ok((component, artifact))
+    }
+
+    /// Loads an artifact produced by [`Host::compile`] on an engine with the same fingerprint.
+    pub fn load_artifact(&self, artifact: &[u8]) -> anyhow::Result<Component> {
+        // SAFETY: artifacts are only ever produced by `compile` on this server and stored in
+        // the registry, keyed by this engine's fingerprint; wasmtime also checks the header.
+        unsafe { Component::deserialize(&self.engine, artifact) }.map_err(anyhow::Error::from)
+    }
+
+    /// Links a component into a pre-instantiated handler, done once per warm function.
+    pub fn prepare(&self, component: &Component) -> Result<HandlerPre<HostState>, String> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
+        HandlerPre::new(pre).map_err(|e| format!("{e:#}"))
+    }
+
+    /// Runs one request in a fresh instance. Blocking and CPU-bound: call it on the bounded
+    /// blocking pool, never on an async worker.
+    pub fn invoke(
+        &self,
+        pre: &HandlerPre<HostState>,
+        caps: Arc<Capabilities>,
+        limits: Limits,
+        req: Request,
+    ) -> Result<(Response, InvocationReport), InvokeError> {
+        let mut store = Store::new(&self.engine, HostState::new(caps, limits.memory_bytes));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(epoch::ticks_for(limits.timeout_ms));
+        store.epoch_deadline_trap();
+        let _running = self.ticker.running();
+        let result = pre.instantiate(&mut store).and_then(|handler| handler.call_handle(&mut store, &req));
+        match result {
+            Ok(response) => Ok((response, std::mem::take(&mut store.data_mut().report))),
+            Err(e) => Err(classify(e, store.data(), limits)),
+        }
+    }
+}
+
+/// Sorts a failed call into timeout, memory limit, trap or host fault.
+fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> InvokeError {
+    let trap = e.downcast_ref::<Trap>().copied();
+    let stderr = state.stderr.text();
+    let detail = if stderr.is_empty() { format!("{e}") } else { format!("{e}; the guest wrote: {stderr}") };
+    match trap {
+        Some(Trap::Interrupt) => InvokeError::Timeout(limits.timeout_ms),
+        _ if state.limiter.exceeded => InvokeError::MemoryLimit { limit_mb: limits.memory_bytes >> 20, detail },
+        Some(_) => InvokeError::Trapped(detail),
+        None if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+            InvokeError::Host(format!("too many instances at once: {e}"))
+        }
+        // Errors without a trap code come from the guest too (e.g. a WASI call the empty
+        // context refuses in a way that traps); report them as traps with the reason.
+        None => InvokeError::Trapped(format!("{e:#}")),
+    }
+}

@@ -1,0 +1,247 @@
+//! Per-request store state and the host side of the function world's imports.
+//!
+//! Capabilities are enforced here, where the guest calls the host: `infer` and `describe`
+//! resolve an alias only through the function's own manifest, which names models of the
+//! function's own tenant.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{InferError, Tensor, TensorInfo, WitDatatype, WitSignature, maas};
+use crate::inference::{Datatype, InferenceError, LoadedModel, RawTensor, TensorSpec};
+
+/// How much of a guest's stderr is kept to explain a trap (a panic message, say).
+const STDERR_CAPTURE_BYTES: usize = 4096;
+
+/// A model a function may use, under the alias its manifest gives it.
+#[derive(Clone, Debug)]
+pub struct BoundModel {
+    /// `name@version`, for the `x-maas-model` header and logs.
+    pub label: String,
+    /// Content digest of the model file (`sha256:<hex>`).
+    pub digest: String,
+    /// The loaded model, shared with every other function using it.
+    pub model: Arc<LoadedModel>,
+}
+
+/// What a function instance may reach: its models by alias and its config.
+#[derive(Clone, Debug, Default)]
+pub struct Capabilities {
+    /// Alias → model, exactly as the manifest names them.
+    pub models: HashMap<String, BoundModel>,
+    /// The manifest's `config`.
+    pub config: BTreeMap<String, String>,
+}
+
+/// Figures one invocation reports back to the platform (metering, headers).
+#[derive(Clone, Debug, Default)]
+pub struct InvocationReport {
+    /// Wall time spent inside tract.
+    pub inference: Duration,
+    /// Aliases the function ran inference on, in first-use order.
+    pub models_used: Vec<String>,
+}
+
+/// The `T` of every `Store`: fresh per request, so nothing leaks between requests.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    caps: Arc<Capabilities>,
+    pub(crate) report: InvocationReport,
+    pub(crate) stderr: CapturedStderr,
+}
+
+impl HostState {
+    /// A state granting the guest nothing but `caps` and a memory limit of `memory_bytes`.
+    pub fn new(caps: Arc<Capabilities>, memory_bytes: usize) -> Self {
+        let stderr = CapturedStderr::default();
+        // No preopens, no environment, no network, no arguments; stdout goes nowhere.
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { limit: memory_bytes, exceeded: false },
+            caps,
+            report: InvocationReport::default(),
+            stderr,
+        }
+    }
+
+    fn model(&self, alias: &str) -> Result<&BoundModel, InferError> {
+        self.caps.models.get(alias).ok_or_else(|| {
+            let mut known: Vec<&str> = self.caps.models.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            InferError::ModelNotFound(format!("this function's manifest names no model {alias:?} (it names {known:?})"))
+        })
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Refuses memory growth past the manifest's `memory_mb`, remembering that it did so the
+/// resulting trap can name the limit.
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl maas::function::types::Host for HostState {}
+
+impl maas::function::config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.caps.config.get(&key).cloned()
+    }
+}
+
+impl maas::function::inference::Host for HostState {
+    fn infer(&mut self, alias: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
+        let bound = self.model(&alias)?.clone();
+        let inputs = inputs.into_iter().map(from_wit).collect();
+        let started = Instant::now();
+        let result = bound.model.run(inputs);
+        self.report.inference += started.elapsed();
+        if !self.report.models_used.contains(&alias) {
+            self.report.models_used.push(alias);
+        }
+        match result {
+            Ok(outputs) => Ok(outputs.into_iter().map(to_wit).collect()),
+            Err(InferenceError::InvalidInput(m)) => Err(InferError::InvalidInput(m)),
+            Err(e) => Err(InferError::Failed(e.to_string())),
+        }
+    }
+
+    fn describe(&mut self, alias: String) -> Result<WitSignature, InferError> {
+        let bound = self.model(&alias)?;
+        let sig = bound.model.signature();
+        let info = |s: &TensorSpec| TensorInfo {
+            name: s.name.clone(),
+            datatype: wit_datatype(s.datatype),
+            shape: s.shape.clone(),
+        };
+        Ok(WitSignature {
+            inputs: sig.inputs.iter().map(info).collect(),
+            outputs: sig.outputs.iter().map(info).collect(),
+        })
+    }
+}
+
+fn from_wit(t: Tensor) -> RawTensor {
+    RawTensor {
+        name: t.name,
+        datatype: datatype_of(t.datatype),
+        // A dimension past usize::MAX cannot match any byte count; the size check refuses it.
+        shape: t.shape.into_iter().map(|d| usize::try_from(d).unwrap_or(usize::MAX)).collect(),
+        data: t.data,
+    }
+}
+
+fn to_wit(t: RawTensor) -> Tensor {
+    Tensor {
+        name: t.name,
+        datatype: wit_datatype(t.datatype),
+        shape: t.shape.into_iter().map(|d| d as u64).collect(),
+        data: t.data,
+    }
+}
+
+fn datatype_of(d: WitDatatype) -> Datatype {
+    match d {
+        WitDatatype::Bool => Datatype::Bool,
+        WitDatatype::Uint8 => Datatype::Uint8,
+        WitDatatype::Uint16 => Datatype::Uint16,
+        WitDatatype::Uint32 => Datatype::Uint32,
+        WitDatatype::Uint64 => Datatype::Uint64,
+        WitDatatype::Int8 => Datatype::Int8,
+        WitDatatype::Int16 => Datatype::Int16,
+        WitDatatype::Int32 => Datatype::Int32,
+        WitDatatype::Int64 => Datatype::Int64,
+        WitDatatype::Fp16 => Datatype::Fp16,
+        WitDatatype::Fp32 => Datatype::Fp32,
+        WitDatatype::Fp64 => Datatype::Fp64,
+    }
+}
+
+fn wit_datatype(d: Datatype) -> WitDatatype {
+    match d {
+        Datatype::Bool => WitDatatype::Bool,
+        Datatype::Uint8 => WitDatatype::Uint8,
+        Datatype::Uint16 => WitDatatype::Uint16,
+        Datatype::Uint32 => WitDatatype::Uint32,
+        Datatype::Uint64 => WitDatatype::Uint64,
+        Datatype::Int8 => WitDatatype::Int8,
+        Datatype::Int16 => WitDatatype::Int16,
+        Datatype::Int32 => WitDatatype::Int32,
+        Datatype::Int64 => WitDatatype::Int64,
+        Datatype::Fp16 => WitDatatype::Fp16,
+        Datatype::Fp32 => WitDatatype::Fp32,
+        Datatype::Fp64 => WitDatatype::Fp64,
+    }
+}
+
+/// The guest's stderr, kept up to [`STDERR_CAPTURE_BYTES`] to explain a trap (a panic
+/// message); anything past that is dropped silently rather than failing the guest's write.
+#[derive(Clone, Default)]
+pub(crate) struct CapturedStderr(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedStderr {
+    /// What the guest wrote, lossily decoded, trimmed.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("stderr lock")).trim().to_string()
+    }
+}
+
+impl IsTerminal for CapturedStderr {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedStderr {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturedStderr {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let mut kept = self.0.lock().expect("stderr lock");
+        let room = STDERR_CAPTURE_BYTES.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..buf.len().min(room)]);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,68 @@
+//! Loaded models shared across functions, dropped when no warm function holds them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+
+use super::{InferenceError, LoadedModel};
+
+/// Identifies one model version of one tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelKey {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Model name.
+    pub name: String,
+    /// Version number.
+    pub version: u32,
+}
+
+impl fmt::Display for ModelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.tenant, self.name, self.version)
+    }
+}
+
+/// The process-wide table of loaded models.
+///
+/// It holds only weak references: warm functions own their models, so when the last warm
+/// function using a model scales to zero the model and its plans are freed. Two functions
+/// naming the same model version share one [`LoadedModel`].
+#[derive(Default)]
+pub struct ModelCache {
+    loaded: Mutex<HashMap<ModelKey, Weak<LoadedModel>>>,
+}
+
+impl ModelCache {
+    /// The loaded model for `key`, loading it with `bytes` when no warm function holds it.
+    /// Runs on a blocking thread: loading parses and optimizes.
+    pub fn get_or_load(
+        &self,
+        key: &ModelKey,
+        bytes: impl FnOnce() -> Result<Vec<u8>, InferenceError>,
+    ) -> Result<Arc<LoadedModel>, InferenceError> {
+        if let Some(model) = self.get(key) {
+            return Ok(model);
+        }
+        // Loading happens outside the lock; a concurrent load of the same key is wasted work
+        // but harmless, and the first one stored wins.
+        let model = Arc::new(LoadedModel::load(&bytes()?)?);
+        let mut loaded = self.loaded.lock().expect("model cache lock");
+        if let Some(existing) = loaded.get(key).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        loaded.retain(|_, weak| weak.strong_count() > 0);
+        loaded.insert(key.clone(), Arc::downgrade(&model));
+        Ok(model)
+    }
+
+    /// The loaded model for `key`, if some warm function holds it.
+    pub fn get(&self, key: &ModelKey) -> Option<Arc<LoadedModel>> {
+        self.loaded.lock().expect("model cache lock").get(key).and_then(Weak::upgrade)
+    }
+
+    /// Number of models currently loaded (held by at least one warm function).
+    pub fn loaded_count(&self) -> usize {
+        self.loaded.lock().expect("model cache lock").values().filter(|w| w.strong_count() > 0).count()
+    }
+}

@@ -1,0 +1,311 @@
+//! The tract inference engine behind the `inference` host call.
+//!
+//! A model goes through three stages, each done once and shared:
+//!
+//! 1. **load** ([`LoadedModel::load`]): parse the ONNX bytes, record the signature in the Open
+//!    Inference Protocol vocabulary, and keep a decluttered [`TypedModel`] whose symbolic
+//!    dimensions (a batch size `N`, say) are still open;
+//! 2. **plan** (per concrete input shape): bind the symbols to the request's dimensions and
+//!    optimize, or, when the declared shapes cannot be bound, pin the inputs to the request's
+//!    shapes and type the model again. Plans are kept in a small LRU per model;
+//! 3. **run** ([`LoadedModel::run`]): validate the inputs against the signature *before* any
+//!    work (a tract run cannot be interrupted), copy them into tract tensors, run, copy out.
+//!
+//! Loaded models are `Arc`-shared by every warm function that names them through the
+//! [`ModelCache`]; when the last warm function lets go, the model and its plans are freed.
+
+mod cache;
+mod datatype;
+
+pub use cache::{ModelCache, ModelKey};
+pub use datatype::Datatype;
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::InferenceModelExt;
+
+/// How many optimized plans (one per concrete input shape) a model keeps.
+const PLANS_PER_MODEL: usize = 8;
+
+/// Why inference did not produce outputs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InferenceError {
+    /// The bytes are not a model tract can load; the message is tract's reason.
+    #[error("{0}")]
+    InvalidModel(String),
+    /// The inputs do not fit the model's signature.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The model ran and failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Name, element type and shape of one model input or output; `-1` marks a varying dimension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// The name in the model graph.
+    pub name: String,
+    /// The element type.
+    pub datatype: Datatype,
+    /// Dimensions, `-1` where the model accepts any size.
+    pub shape: Vec<i64>,
+}
+
+/// The inputs and outputs of a model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Signature {
+    /// Model inputs in graph order.
+    pub inputs: Vec<TensorSpec>,
+    /// Model outputs in graph order.
+    pub outputs: Vec<TensorSpec>,
+}
+
+/// One dense tensor crossing the inference boundary: little-endian, row-major bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawTensor {
+    /// Input or output name.
+    pub name: String,
+    /// Element type.
+    pub datatype: Datatype,
+    /// Concrete dimensions.
+    pub shape: Vec<usize>,
+    /// `product(shape) * datatype.size()` bytes.
+    pub data: Vec<u8>,
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// A parsed model, ready to plan and run, shared (`Arc`) by every function that uses it.
+pub struct LoadedModel {
+    signature: Signature,
+    /// The model as parsed, for pinning input shapes when symbols cannot be bound.
+    inference: InferenceModel,
+    /// Typed and decluttered with symbolic dimensions still open.
+    typed: TypedModel,
+    plans: Mutex<LruCache<Vec<Vec<usize>>, Plan>>,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel").field("signature", &self.signature).finish_non_exhaustive()
+    }
+}
+
+impl LoadedModel {
+    /// Parses and types an ONNX model. Fails with [`InferenceError::InvalidModel`] and tract's
+    /// reason when tract cannot load it; this is also the validation done at upload.
+    pub fn load(bytes: &[u8]) -> Result<Self, InferenceError> {
+        let invalid = |e: TractError| InferenceError::InvalidModel(format!("{e:#}"));
+        let inference = tract_onnx::onnx().model_for_read(&mut &*bytes).map_err(invalid)?;
+        let typed = inference.clone().into_typed().and_then(|m| m.into_decluttered()).map_err(invalid)?;
+        let signature = signature_of(&typed)?;
+        let cap = NonZeroUsize::new(PLANS_PER_MODEL).expect("non-zero");
+        let model = Self { signature, inference, typed, plans: Mutex::new(LruCache::new(cap)) };
+        // A model whose inputs are all fixed has exactly one plan: build it now so the first
+        // request does not pay for it (and so a model that cannot be optimized is refused).
+        if let Some(shapes) = model.fixed_input_shapes() {
+            model.plan(&shapes)?;
+        }
+        Ok(model)
+    }
+
+    /// The model's inputs and outputs.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Number of optimized plans currently cached.
+    pub fn plan_count(&self) -> usize {
+        self.plans.lock().expect("plans lock").len()
+    }
+
+    /// Runs the model. Inputs are matched by name; every model input must be given once.
+    /// Returns every output in graph order.
+    pub fn run(&self, inputs: Vec<RawTensor>) -> Result<Vec<RawTensor>, InferenceError> {
+        let ordered = self.order_and_check(inputs)?;
+        let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape.clone()).collect();
+        let plan = self.plan(&shapes)?;
+        let mut values = TVec::with_capacity(ordered.len());
+        for input in ordered {
+            // SAFETY: `order_and_check` verified the byte count for the datatype and that
+            // booleans are 0 or 1, so every bit pattern is a valid element.
+            let tensor = unsafe { Tensor::from_raw_dt(input.datatype.to_tract(), &input.shape, &input.data) }
+                .map_err(|e| InferenceError::InvalidInput(format!("input {}: {e}", input.name)))?;
+            values.push(tensor.into_tvalue());
+        }
+        let outputs = plan.run(values).map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
+        outputs
+            .into_iter()
+            .zip(&self.signature.outputs)
+            .map(|(value, spec)| {
+                let datatype = Datatype::from_tract(value.datum_type()).ok_or_else(|| {
+                    InferenceError::Failed(format!(
+                        "output {} has unsupported type {:?}",
+                        spec.name,
+                        value.datum_type()
+                    ))
+                })?;
+                let data = value
+                    .try_as_plain_ram()
+                    .map_err(|e| InferenceError::Failed(format!("output {}: {e}", spec.name)))?
+                    .as_bytes()
+                    .to_vec();
+                Ok(RawTensor { name: spec.name.clone(), datatype, shape: value.shape().to_vec(), data })
+            })
+            .collect()
+    }
+
+    /// Shapes of the inputs when none has a varying dimension.
+    fn fixed_input_shapes(&self) -> Option<Vec<Vec<usize>>> {
+        self.signature
+            .inputs
+            .iter()
+            .map(|i| i.shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>())
+            .collect()
+    }
+
+    /// Puts the inputs in graph order and checks name, datatype, rank, fixed dimensions and
+    /// byte counts, so that nothing malformed ever reaches tract.
+    fn order_and_check(&self, inputs: Vec<RawTensor>) -> Result<Vec<RawTensor>, InferenceError> {
+        let bad = InferenceError::InvalidInput;
+        let mut slots: Vec<Option<RawTensor>> = vec![None; self.signature.inputs.len()];
+        for input in inputs {
+            let Some(ix) = self.signature.inputs.iter().position(|s| s.name == input.name) else {
+                let names: Vec<&str> = self.signature.inputs.iter().map(|s| s.name.as_str()).collect();
+                return Err(bad(format!("unknown input {:?}; the model's inputs are {names:?}", input.name)));
+            };
+            let spec = &self.signature.inputs[ix];
+            if slots[ix].is_some() {
+                return Err(bad(format!("input {:?} given twice", input.name)));
+            }
+            if input.datatype != spec.datatype {
+                return Err(bad(format!(
+                    "input {:?} has datatype {}, the model expects {}",
+                    input.name, input.datatype, spec.datatype
+                )));
+            }
+            let fits = input.shape.len() == spec.shape.len()
+                && input.shape.iter().zip(&spec.shape).all(|(&got, &want)| want < 0 || got as i64 == want);
+            if !fits {
+                return Err(bad(format!(
+                    "input {:?} has shape {:?}, the model expects {:?} (-1: any size)",
+                    input.name, input.shape, spec.shape
+                )));
+            }
+            let elements = input.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            let expected = elements.and_then(|n| n.checked_mul(input.datatype.size()));
+            if expected != Some(input.data.len()) {
+                return Err(bad(format!(
+                    "input {:?}: shape {:?} of {} needs {} bytes, got {}",
+                    input.name,
+                    input.shape,
+                    input.datatype,
+                    expected.map_or_else(|| "too many".to_string(), |n| n.to_string()),
+                    input.data.len()
+                )));
+            }
+            if input.datatype == Datatype::Bool && input.data.iter().any(|&b| b > 1) {
+                return Err(bad(format!("input {:?}: BOOL elements must be 0 or 1", input.name)));
+            }
+            slots[ix] = Some(input);
+        }
+        slots
+            .into_iter()
+            .zip(&self.signature.inputs)
+            .map(|(slot, spec)| slot.ok_or_else(|| bad(format!("missing input {:?}", spec.name))))
+            .collect()
+    }
+
+    /// The optimized plan for these concrete input shapes, from the cache or built now.
+    fn plan(&self, shapes: &[Vec<usize>]) -> Result<Plan, InferenceError> {
+        if let Some(plan) = self.plans.lock().expect("plans lock").get(shapes) {
+            return Ok(plan.clone());
+        }
+        // Built outside the lock: optimizing can take a while and other shapes must not wait.
+        let plan = self.build_plan(shapes)?;
+        self.plans.lock().expect("plans lock").put(shapes.to_vec(), plan.clone());
+        Ok(plan)
+    }
+
+    fn build_plan(&self, shapes: &[Vec<usize>]) -> Result<Plan, InferenceError> {
+        // First choice: the declared shapes with their symbols bound to this request's sizes.
+        let bound = self.bind_symbols(shapes).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable());
+        match bound {
+            Ok(plan) => Ok(plan),
+            Err(first) => {
+                // Fallback: pin every input to the request's shape and type the model again.
+                // Some graphs only type with concrete shapes.
+                let pinned = self.pin_shapes(shapes).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable());
+                pinned.map_err(|e| {
+                    InferenceError::InvalidInput(format!(
+                        "the model cannot run with input shapes {shapes:?}: {e:#} (with symbols bound: {first:#})"
+                    ))
+                })
+            }
+        }
+    }
+
+    fn bind_symbols(&self, shapes: &[Vec<usize>]) -> TractResult<TypedModel> {
+        let mut values = HashMap::default();
+        for (ix, shape) in shapes.iter().enumerate() {
+            let fact = self.typed.input_fact(ix)?;
+            for (dim, &size) in fact.shape.iter().zip(shape) {
+                match dim {
+                    TDim::Sym(symbol) => {
+                        if let Some(previous) = values.insert(symbol.clone(), TDim::Val(size as i64))
+                            && previous != TDim::Val(size as i64)
+                        {
+                            anyhow::bail!("symbol {symbol} is bound to both {previous} and {size}");
+                        }
+                    }
+                    TDim::Val(v) if *v == size as i64 => {}
+                    other => anyhow::bail!("dimension {other} cannot be bound to {size}"),
+                }
+            }
+        }
+        self.typed.set_symbols(&values)
+    }
+
+    fn pin_shapes(&self, shapes: &[Vec<usize>]) -> TractResult<InferenceModel> {
+        let mut model = self.inference.clone();
+        for (ix, (shape, spec)) in shapes.iter().zip(&self.signature.inputs).enumerate() {
+            model.set_input_fact(ix, InferenceFact::dt_shape(spec.datatype.to_tract(), shape.as_slice()))?;
+        }
+        Ok(model)
+    }
+}
+
+/// Reads names, datatypes and shapes off a typed model, in the OIP vocabulary.
+fn signature_of(model: &TypedModel) -> Result<Signature, InferenceError> {
+    let spec = |outlet: OutletId, what: &str| -> Result<TensorSpec, InferenceError> {
+        let fact = model.outlet_fact(outlet).map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
+        // An input is named by its source node; an output by its outlet label (the ONNX
+        // output name), which may differ from the node's name, e.g. when the graph passes an
+        // input straight through.
+        let node_name = || model.node(outlet.node).name.clone();
+        let name = match what {
+            "input" => node_name(),
+            _ => model.outlet_label(outlet).map(str::to_string).unwrap_or_else(node_name),
+        };
+        let datatype = Datatype::from_tract(fact.datum_type).ok_or_else(|| {
+            InferenceError::InvalidModel(format!(
+                "{what} {name:?} has type {:?}, which maas cannot serve",
+                fact.datum_type
+            ))
+        })?;
+        let shape = fact.shape.iter().map(|d| d.as_i64().unwrap_or(-1)).collect();
+        Ok(TensorSpec { name, datatype, shape })
+    };
+    let inputs = model.input_outlets().map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
+    let outputs = model.output_outlets().map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
+    Ok(Signature {
+        inputs: inputs.iter().map(|&o| spec(o, "input")).collect::<Result<_, _>>()?,
+        outputs: outputs.iter().map(|&o| spec(o, "output")).collect::<Result<_, _>>()?,
+    })
+}

@@ -1,0 +1,122 @@
+//! Pure path matching: which resource a path names. No I/O, no auth; the API layer picks the
+//! handler by route and method.
+
+/// A resource of the HTTP contract, with the names taken from the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/healthz`
+    Healthz,
+    /// `/readyz`
+    Readyz,
+    /// `/metrics`
+    Metrics,
+    /// `/v1/tenants`
+    Tenants,
+    /// `/v1/tenants/{t}`
+    Tenant(String),
+    /// `/v1/tenants/{t}/keys`
+    Keys(String),
+    /// `/v1/tenants/{t}/keys/{id}`
+    Key(String, String),
+    /// `/v1/tenants/{t}/models`
+    Models(String),
+    /// `/v1/tenants/{t}/models/{m}`
+    Model(String, String),
+    /// `/v1/tenants/{t}/models/{m}/versions/{v}`
+    ModelVersion(String, String, String),
+    /// `/v1/tenants/{t}/components`
+    Components(String),
+    /// `/v1/tenants/{t}/functions`
+    Functions(String),
+    /// `/v1/tenants/{t}/functions/{f}`
+    Function(String, String),
+    /// `/fn/{t}/{f}[/{rest}]`: `rest` keeps its leading `/` (or is `/`).
+    Invoke {
+        /// Tenant.
+        tenant: String,
+        /// Function.
+        function: String,
+        /// The path the function sees.
+        rest: String,
+    },
+    /// Anything else.
+    NotFound,
+}
+
+impl Route {
+    /// Matches a request path (without the query).
+    pub fn of(path: &str) -> Route {
+        if let Some(after) = path.strip_prefix("/fn/") {
+            let mut parts = after.splitn(3, '/');
+            let tenant = parts.next().unwrap_or_default();
+            let function = parts.next().unwrap_or_default();
+            if tenant.is_empty() || function.is_empty() {
+                return Route::NotFound;
+            }
+            let rest = format!("/{}", parts.next().unwrap_or_default());
+            return Route::Invoke { tenant: tenant.to_string(), function: function.to_string(), rest };
+        }
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let s = |i: usize| segments[i].to_string();
+        match segments.as_slice() {
+            ["healthz"] => Route::Healthz,
+            ["readyz"] => Route::Readyz,
+            ["metrics"] => Route::Metrics,
+            ["v1", "tenants"] => Route::Tenants,
+            ["v1", "tenants", _] => Route::Tenant(s(2)),
+            ["v1", "tenants", _, "keys"] => Route::Keys(s(2)),
+            ["v1", "tenants", _, "keys", _] => Route::Key(s(2), s(4)),
+            ["v1", "tenants", _, "models"] => Route::Models(s(2)),
+            ["v1", "tenants", _, "models", _] => Route::Model(s(2), s(4)),
+            ["v1", "tenants", _, "models", _, "versions", _] => Route::ModelVersion(s(2), s(4), s(6)),
+            ["v1", "tenants", _, "components"] => Route::Components(s(2)),
+            ["v1", "tenants", _, "functions"] => Route::Functions(s(2)),
+            ["v1", "tenants", _, "functions", _] => Route::Function(s(2), s(4)),
+            _ => Route::NotFound,
+        }
+    }
+
+    /// The tenant the path names, if any (for logs and authorization).
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Route::Tenant(t)
+            | Route::Keys(t)
+            | Route::Key(t, _)
+            | Route::Models(t)
+            | Route::Model(t, _)
+            | Route::ModelVersion(t, _, _)
+            | Route::Components(t)
+            | Route::Functions(t)
+            | Route::Function(t, _)
+            | Route::Invoke { tenant: t, .. } => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn matches_contract_paths() {
+        assert_eq!(Route::of("/healthz"), Route::Healthz);
+        assert_eq!(Route::of("/v1/tenants/"), Route::Tenants);
+        assert_eq!(
+            Route::of("/v1/tenants/acme/models/mlp/versions/2"),
+            Route::ModelVersion("acme".into(), "mlp".into(), "2".into())
+        );
+        assert_eq!(Route::of("/v1/tenants/acme/functions/f"), Route::Function("acme".into(), "f".into()));
+        assert_eq!(
+            Route::of("/fn/acme/f/a/b"),
+            Route::Invoke { tenant: "acme".into(), function: "f".into(), rest: "/a/b".into() }
+        );
+        assert_eq!(
+            Route::of("/fn/acme/f"),
+            Route::Invoke { tenant: "acme".into(), function: "f".into(), rest: "/".into() }
+        );
+        assert_eq!(Route::of("/fn/acme"), Route::NotFound);
+        assert_eq!(Route::of("/v1/tenants/acme/unknown"), Route::NotFound);
+        assert_eq!(Route::of("/"), Route::NotFound);
+    }
+}

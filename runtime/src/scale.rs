@@ -1,0 +1,323 @@
+//! Scale to zero: each function is *cold* (nothing in memory but its record and counters)
+//! or *warm* (component, linked `InstancePre`, loaded models), and goes back to cold after
+//! `idle_timeout_s` without invocations.
+//!
+//! * [`Scaler::slot`] finds a function's [`Slot`] (its record and counters), loading the
+//!   record from the registry on first use.
+//! * [`Scaler::warm`] returns the warm state, building it on a blocking thread when the
+//!   function is cold (the cold start). Concurrent requests to a cold function wait for one
+//!   build: a request is held, never refused, while its function wakes.
+//! * The reaper task drops warm state whose idle time has passed; the models it held are
+//!   freed when no other warm function uses them, and freed memory is returned to the OS.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use maas_registry::{FunctionRecord, Registry};
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
+
+use crate::error::ApiError;
+use crate::host::{Capabilities, HandlerPre, HostState, Limits};
+
+/// The state of a warm function: everything a request needs except its own instance.
+pub struct Warm {
+    /// The revision of the manifest this state was built from.
+    pub revision: u64,
+    /// The component linked against the host, ready to instantiate.
+    pub pre: HandlerPre<HostState>,
+    /// The models and config the function may use.
+    pub caps: Arc<Capabilities>,
+    /// Memory and time limits per invocation.
+    pub limits: Limits,
+    /// `x-maas-model` value per alias: `name@version sha256:<hex>`.
+    pub model_labels: HashMap<String, String>,
+    /// How long the cold start that built this state took.
+    pub wake_time: Duration,
+}
+
+/// One deployed function: its record, live counters and (when warm) its warm state.
+pub struct Slot {
+    record: Mutex<Arc<FunctionRecord>>,
+    warm: Mutex<Option<Arc<Warm>>>,
+    /// Serializes cold starts of this function.
+    waking: tokio::sync::Mutex<()>,
+    concurrency: Arc<Semaphore>,
+    in_flight: AtomicU32,
+    invocations: AtomicU64,
+    cold_starts: AtomicU64,
+    errors: AtomicU64,
+    /// Milliseconds since the scaler's start at the last invocation's end.
+    last_used_ms: AtomicU64,
+    last_invoked_at: Mutex<Option<SystemTime>>,
+}
+
+/// A function's live status, as `GET .../functions/{f}` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// `cold` or `warm`.
+    pub state: &'static str,
+    /// Instances running right now.
+    pub instances: u32,
+    /// When the last invocation started (RFC 3339), if any.
+    pub last_invoked_at: Option<String>,
+    /// Invocations since the server started.
+    pub invocations: u64,
+    /// Cold starts since the server started.
+    pub cold_starts: u64,
+    /// Invocations that ended in an error response from the platform.
+    pub errors: u64,
+}
+
+impl Slot {
+    fn new(record: FunctionRecord) -> Self {
+        let permits = record.manifest.limits.max_concurrency.max(1) as usize;
+        Self {
+            record: Mutex::new(Arc::new(record)),
+            warm: Mutex::new(None),
+            waking: tokio::sync::Mutex::new(()),
+            concurrency: Arc::new(Semaphore::new(permits)),
+            in_flight: AtomicU32::new(0),
+            invocations: AtomicU64::new(0),
+            cold_starts: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_used_ms: AtomicU64::new(0),
+            last_invoked_at: Mutex::new(None),
+        }
+    }
+
+    /// The function's record as last deployed.
+    pub fn record(&self) -> Arc<FunctionRecord> {
+        self.record.lock().expect("slot lock").clone()
+    }
+
+    /// The warm state, if the function is warm.
+    pub fn warm_state(&self) -> Option<Arc<Warm>> {
+        self.warm.lock().expect("slot lock").clone()
+    }
+
+    /// Live status.
+    pub fn status(&self) -> Status {
+        let last = *self.last_invoked_at.lock().expect("slot lock");
+        Status {
+            state: if self.warm_state().is_some() { "warm" } else { "cold" },
+            instances: self.in_flight.load(Ordering::Relaxed),
+            last_invoked_at: last.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            invocations: self.invocations.load(Ordering::Relaxed),
+            cold_starts: self.cold_starts.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Holds a slot's concurrency permit and marks one invocation in flight until dropped.
+pub struct Running {
+    slot: Arc<Slot>,
+    scaler: Weak<Scaler>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Running {
+    /// Records the outcome: `failed` counts an error.
+    pub fn finish(self, failed: bool) {
+        if failed {
+            self.slot.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(scaler) = self.scaler.upgrade() {
+            self.slot.last_used_ms.store(scaler.now_ms(), Ordering::Relaxed);
+        }
+        self.slot.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The table of deployed functions and their warm state.
+pub struct Scaler {
+    slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
+    started: Instant,
+    /// Wakes the reaper when a function turns warm, so it can plan its next check.
+    turned_warm: Arc<Notify>,
+}
+
+impl Scaler {
+    /// An empty table; call [`Scaler::spawn_reaper`] to start scaling to zero.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            slots: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            turned_warm: Arc::new(Notify::new()),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The slot of `tenant/function`, loading the record from the registry on first use.
+    /// `None` when no such function is deployed.
+    pub fn slot(&self, registry: &Registry, tenant: &str, function: &str) -> Result<Option<Arc<Slot>>, ApiError> {
+        let key = (tenant.to_string(), function.to_string());
+        if let Some(slot) = self.slots.lock().expect("scaler lock").get(&key) {
+            return Ok(Some(slot.clone()));
+        }
+        let Some(record) = registry.function(tenant, function)? else {
+            return Ok(None);
+        };
+        let mut slots = self.slots.lock().expect("scaler lock");
+        Ok(Some(slots.entry(key).or_insert_with(|| Arc::new(Slot::new(record))).clone()))
+    }
+
+    /// A function was (re)deployed: keep its counters, take the new record, drop warm state
+    /// built from the old one.
+    pub fn deployed(&self, record: FunctionRecord) {
+        let key = (record.tenant.clone(), record.name.clone());
+        let mut slots = self.slots.lock().expect("scaler lock");
+        match slots.get(&key) {
+            // A changed concurrency limit needs a new semaphore, hence a new slot.
+            Some(slot) if slot.record().manifest.limits.max_concurrency == record.manifest.limits.max_concurrency => {
+                *slot.record.lock().expect("slot lock") = Arc::new(record);
+                slot.warm.lock().expect("slot lock").take();
+            }
+            _ => {
+                slots.insert(key, Arc::new(Slot::new(record)));
+            }
+        }
+    }
+
+    /// A function was deleted.
+    pub fn removed(&self, tenant: &str, function: &str) {
+        self.slots.lock().expect("scaler lock").remove(&(tenant.to_string(), function.to_string()));
+    }
+
+    /// A tenant was deleted: forget all its functions.
+    pub fn tenant_removed(&self, tenant: &str) {
+        self.slots.lock().expect("scaler lock").retain(|(t, _), _| t != tenant);
+    }
+
+    /// A new version of `model` was uploaded: functions of `tenant` naming it without a
+    /// version go cold so their next request picks the new version up.
+    pub fn model_changed(&self, tenant: &str, model: &str) {
+        let slots = self.slots.lock().expect("scaler lock");
+        for ((t, _), slot) in slots.iter() {
+            let uses = slot.record().manifest.models.values().any(|r| r == model);
+            if t == tenant && uses {
+                slot.warm.lock().expect("slot lock").take();
+            }
+        }
+    }
+
+    /// Takes a concurrency permit and marks an invocation in flight, or says 429 when the
+    /// function already runs `max_concurrency` requests.
+    pub fn begin(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Running, ApiError> {
+        let permit = slot.concurrency.clone().try_acquire_owned().map_err(|e| match e {
+            TryAcquireError::NoPermits | TryAcquireError::Closed => ApiError::rate_limited(
+                format!(
+                    "the function already runs its max_concurrency of {} requests",
+                    slot.record().manifest.limits.max_concurrency
+                ),
+                1,
+            ),
+        })?;
+        slot.in_flight.fetch_add(1, Ordering::AcqRel);
+        slot.invocations.fetch_add(1, Ordering::Relaxed);
+        *slot.last_invoked_at.lock().expect("slot lock") = Some(SystemTime::now());
+        Ok(Running { slot: slot.clone(), scaler: Arc::downgrade(self), _permit: permit })
+    }
+
+    /// The function's warm state and whether this request found it cold. `wake` builds the
+    /// state (the cold start); it runs at most once at a time per function.
+    pub async fn warm<F, Fut>(&self, slot: &Arc<Slot>, wake: F) -> Result<(Arc<Warm>, bool), ApiError>
+    where
+        F: FnOnce(Arc<FunctionRecord>) -> Fut,
+        Fut: std::future::Future<Output = Result<Warm, ApiError>>,
+    {
+        if let Some(warm) = slot.warm_state() {
+            return Ok((warm, false));
+        }
+        let _waking = slot.waking.lock().await;
+        // Someone else may have finished waking it while we waited.
+        if let Some(warm) = slot.warm_state() {
+            return Ok((warm, true));
+        }
+        let warm = Arc::new(wake(slot.record()).await?);
+        slot.cold_starts.fetch_add(1, Ordering::Relaxed);
+        slot.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        *slot.warm.lock().expect("slot lock") = Some(warm.clone());
+        self.turned_warm.notify_one();
+        Ok((warm, true))
+    }
+
+    /// Number of warm functions.
+    pub fn warm_count(&self) -> usize {
+        self.slots.lock().expect("scaler lock").values().filter(|s| s.warm_state().is_some()).count()
+    }
+
+    /// Starts the reaper task; it stops when the scaler is dropped.
+    pub fn spawn_reaper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(scaler) = weak.upgrade() else { return };
+                let (next, dropped) = scaler.reap();
+                if dropped > 0 {
+                    tracing::info!(functions = dropped, "scaled to zero");
+                    // Give the freed model and code memory back to the OS so an idle server
+                    // returns to its baseline.
+                    tokio::task::spawn_blocking(release_free_memory);
+                }
+                let turned_warm = scaler.turned_warm.clone();
+                drop(scaler);
+                let notified = turned_warm.notified();
+                match next {
+                    Some(wait) => {
+                        let _ = tokio::time::timeout(wait, notified).await;
+                    }
+                    // Nothing warm: sleep until something turns warm (or a long while, to
+                    // notice the scaler being dropped).
+                    None => {
+                        let _ = tokio::time::timeout(Duration::from_secs(60), notified).await;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Drops expired warm state; returns how long until the next expiry and how many went cold.
+    fn reap(&self) -> (Option<Duration>, usize) {
+        let now = self.now_ms();
+        let mut next: Option<u64> = None;
+        let mut dropped = Vec::new();
+        for slot in self.slots.lock().expect("scaler lock").values() {
+            let mut warm = slot.warm.lock().expect("slot lock");
+            if warm.is_none() {
+                continue;
+            }
+            let idle_ms = slot.record().manifest.scale.idle_timeout_s.saturating_mul(1000);
+            let expires = slot.last_used_ms.load(Ordering::Relaxed).saturating_add(idle_ms);
+            if slot.in_flight.load(Ordering::Acquire) == 0 && expires <= now {
+                dropped.extend(warm.take());
+            } else {
+                // In-flight work: look again one idle period after it (at the earliest).
+                let at = if expires <= now { now + idle_ms.max(100) } else { expires };
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        let count = dropped.len();
+        drop(dropped);
+        (next.map(|at| Duration::from_millis(at.saturating_sub(now).max(10))), count)
+    }
+}
+
+/// Returns freed heap pages to the OS (glibc keeps them otherwise).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

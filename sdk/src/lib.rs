@@ -1,0 +1,1 @@
+//! Rust client for the maas HTTP API (grows in its own issue).

@@ -1,0 +1,92 @@
+//! A function that traps, one that loops forever and one that allocates past its limit each
+//! get their error, while another function keeps answering.
+
+use std::thread;
+
+use maas_tests::{TestServer, guest_wasm, models};
+use serde_json::json;
+
+use super::*;
+
+#[test]
+fn misbehaving_functions_fail_alone() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    let meta = upload(&admin, "acme", "mlp", &models::mlp(2));
+    let input_name = meta["inputs"][0]["name"].as_str().unwrap().to_string();
+    let digest = admin
+        .post_bytes("/v1/tenants/acme/components", &guest_wasm("maas_fn_misbehave"), "application/wasm")
+        .json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (name, mode, limits) in [
+        ("trap", "/trap", json!({})),
+        ("loop", "/loop", json!({ "timeout_ms": 300 })),
+        ("alloc", "/alloc", json!({ "memory_mb": 16 })),
+    ] {
+        let r =
+            deploy(&admin, "acme", name, json!({ "component": digest, "config": { "mode": mode }, "limits": limits }));
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    deploy(&admin, "acme", "healthy", json!({ "component": "builtin:tensor", "models": { "model": "mlp" } }));
+    let healthy_request = oip_request(&input_name, &[1, 100], &models::seeded_input(1, &[1, 100]));
+    let baseline = admin.post_json("/fn/acme/healthy", &healthy_request);
+    assert_eq!(baseline.status, 200);
+
+    // All three misbehave at the same time as the healthy function is called.
+    let bad: Vec<_> = ["trap", "loop", "alloc"]
+        .into_iter()
+        .map(|name| {
+            let client = admin.clone();
+            thread::spawn(move || (name, client.post_json(&format!("/fn/acme/{name}"), &json!({}))))
+        })
+        .collect();
+    for _ in 0..10 {
+        let r = admin.post_json("/fn/acme/healthy", &healthy_request);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["outputs"], baseline.json()["outputs"]);
+    }
+    for handle in bad {
+        let (name, r) = handle.join().unwrap();
+        let message = r.json()["error"].as_str().unwrap_or_default().to_string();
+        match name {
+            "trap" => {
+                assert_eq!((r.status, r.code().as_str()), (500, "function_trapped"), "{message}");
+                assert!(message.contains("trap"), "{message}");
+            }
+            "loop" => assert_eq!((r.status, r.code().as_str()), (504, "function_timeout"), "{message}"),
+            "alloc" => {
+                assert_eq!((r.status, r.code().as_str()), (500, "function_trapped"), "{message}");
+                assert!(message.contains("memory limit of 16 MiB"), "{message}");
+            }
+            _ => unreachable!(),
+        }
+        assert!(r.header("x-maas-duration-us").is_some());
+    }
+    // Each failure is per request: the same functions fail the same way again, and the
+    // healthy one is still fine.
+    assert_eq!(admin.post_json("/fn/acme/trap", &json!({})).status, 500);
+    assert_eq!(admin.post_json("/fn/acme/healthy", &healthy_request).status, 200);
+    let status = admin.get("/v1/tenants/acme/functions/trap").json()["status"].clone();
+    assert_eq!(status["invocations"], 2);
+    assert_eq!(status["errors"], 2);
+    assert_eq!(status["instances"], 0);
+}
+
+#[test]
+fn invalid_components_are_refused() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    for (bytes, what) in [(b"not wasm at all".to_vec(), "garbage"), (b"\0asm\x01\0\0\0".to_vec(), "core module")] {
+        let r = admin.post_bytes("/v1/tenants/acme/components", &bytes, "application/wasm");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (400, "invalid_component"),
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let r = deploy(&admin, "acme", "f", json!({ "component": format!("sha256:{}", "0".repeat(64)) }));
+    assert!(r.status == 404 || r.status == 400, "{}", String::from_utf8_lossy(&r.body));
+}

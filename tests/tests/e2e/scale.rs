@@ -1,0 +1,86 @@
+//! Scale to zero: a function idle past `idle_timeout_s` goes cold; the next call wakes it.
+
+use std::time::{Duration, Instant};
+
+use maas_tests::{TestServer, models};
+use serde_json::json;
+
+use super::*;
+
+#[test]
+fn idle_function_scales_to_zero_and_wakes() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    let meta = upload(&admin, "acme", "mlp", &models::mlp(4));
+    let name = meta["inputs"][0]["name"].as_str().unwrap().to_string();
+    let r = deploy(
+        &admin,
+        "acme",
+        "f",
+        json!({ "component": "builtin:tensor", "models": { "model": "mlp" }, "scale": { "idle_timeout_s": 1 } }),
+    );
+    assert_eq!(r.status, 201);
+    let request = oip_request(&name, &[1, 100], &models::seeded_input(3, &[1, 100]));
+    let status = || admin.get("/v1/tenants/acme/functions/f").json()["status"].clone();
+
+    let first = admin.post_json("/fn/acme/f", &request);
+    assert_eq!(first.header("x-maas-cold-start"), Some("true"));
+    assert_eq!(status()["state"], "warm");
+
+    // Wait for the reaper (idle 1 s), with a generous bound for a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status()["state"] != "cold" {
+        assert!(Instant::now() < deadline, "function never scaled to zero: {}", status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = admin.get("/metrics");
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(text.contains("maas_warm_functions 0"), "{text}");
+    assert!(text.contains("maas_loaded_models 0"), "{text}");
+
+    let again = admin.post_json("/fn/acme/f", &request);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.header("x-maas-cold-start"), Some("true"));
+    assert_eq!(again.json()["outputs"], first.json()["outputs"]);
+    let s = status();
+    assert_eq!(s["state"], "warm");
+    assert_eq!(s["cold_starts"], 2);
+    assert_eq!(s["invocations"], 2);
+}
+
+#[test]
+fn concurrent_requests_to_a_cold_function_share_one_wake() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    let meta = upload(&admin, "acme", "mlp", &models::mlp(4));
+    let name = meta["inputs"][0]["name"].as_str().unwrap().to_string();
+    deploy(&admin, "acme", "f", json!({ "component": "builtin:tensor", "models": { "model": "mlp" } }));
+    let request = oip_request(&name, &[1, 100], &models::seeded_input(3, &[1, 100]));
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let (client, request) = (admin.clone(), request.clone());
+            std::thread::spawn(move || client.post_json("/fn/acme/f", &request))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap().status, 200);
+    }
+    assert_eq!(admin.get("/v1/tenants/acme/functions/f").json()["status"]["cold_starts"], 1);
+}
+
+#[test]
+fn redeploy_bumps_revision_and_rewarms() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    upload(&admin, "acme", "mlp", &models::mlp(4));
+    let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" } });
+    assert_eq!(deploy(&admin, "acme", "f", manifest.clone()).status, 201);
+    let r = deploy(&admin, "acme", "f", manifest);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["revision"], 2);
+    let r = admin.delete("/v1/tenants/acme/models/mlp");
+    assert_eq!((r.status, r.code().as_str()), (409, "conflict"));
+    assert_eq!(admin.delete("/v1/tenants/acme/functions/f").status, 204);
+    assert_eq!(admin.delete("/v1/tenants/acme/models/mlp").status, 204);
+    assert_eq!(admin.get("/v1/tenants/acme/functions/f").status, 404);
+}
