@@ -123,6 +123,22 @@ impl Inner {
     }
 }
 
+/// Opens sled, waiting briefly for the file lock: a store that was just dropped in this
+/// process releases it only when sled's background flusher notices (within its flush period).
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 impl Registry {
     /// Opens (or creates) the store at `path`.
     ///
@@ -132,7 +148,7 @@ impl Registry {
     ///
     /// Opening sweeps orphan blob chunks: chunks of blobs that no committed record references.
     pub fn open(path: &Path, master_key: [u8; 32]) -> Result<Self> {
-        let db = sled::Config::new().path(path).open()?;
+        let db = open_db(path)?;
         let trees = Trees::open(&db)?;
         let crypto = Crypto::new(&master_key);
         let meta = trees.tree(T::Meta);

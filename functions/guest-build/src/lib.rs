@@ -17,7 +17,7 @@
 //! println!("cargo:rustc-env=MAAS_TENSOR_WASM={}", wasm[0].display());
 //! ```
 //!
-//! The nested build is `$CARGO build --release --target wasm32-wasip2 --target-dir
+//! The nested build is `$CARGO build --profile guest --target wasm32-wasip2 --target-dir
 //! <root>/target/guests -p …`: the same command a person types to build the guests, so the two
 //! share artifacts. Its target directory is separate from the outer build's, so the outer
 //! build's lock does not block it, and it shares the outer build's jobserver (`CARGO_MAKEFLAGS`).
@@ -33,11 +33,14 @@ use std::process::Command;
 /// The target the guests are built for.
 pub const TARGET: &str = "wasm32-wasip2";
 
+/// The Cargo profile the guests are built with (release without DWARF; see the workspace `Cargo.toml`).
+pub const PROFILE: &str = "guest";
+
 /// Where the guest builds go, under the workspace root.
 pub const TARGET_DIR: &str = "target/guests";
 
 /// Builds `packages` (Cargo package names such as `maas-fn-tensor`) of the workspace at
-/// `workspace_root` in release mode for [`TARGET`] and returns the path of each one's component,
+/// `workspace_root` with the `guest` profile for [`TARGET`] and returns the path of each one's component,
 /// in the order of `packages`.
 ///
 /// Prints `cargo:rerun-if-changed` for the workspace's `wit/`, `Cargo.toml`, `Cargo.lock` and every
@@ -60,7 +63,7 @@ pub fn build_guests(workspace_root: &Path, packages: &[&str]) -> Vec<PathBuf> {
     command
         .current_dir(workspace_root)
         .arg("build")
-        .arg("--release")
+        .args(["--profile", PROFILE])
         .args(["--target", TARGET])
         .arg("--manifest-path")
         .arg(workspace_root.join("Cargo.toml"))
@@ -97,9 +100,9 @@ pub fn build_guests(workspace_root: &Path, packages: &[&str]) -> Vec<PathBuf> {
 }
 
 /// Where [`build_guests`] puts the component of `package`:
-/// `<workspace_root>/target/guests/wasm32-wasip2/release/<package with '-' as '_'>.wasm`.
+/// `<workspace_root>/target/guests/wasm32-wasip2/guest/<package with '-' as '_'>.wasm`.
 pub fn wasm_path(workspace_root: &Path, package: &str) -> PathBuf {
-    workspace_root.join(TARGET_DIR).join(TARGET).join("release").join(format!("{}.wasm", package.replace('-', "_")))
+    workspace_root.join(TARGET_DIR).join(TARGET).join(PROFILE).join(format!("{}.wasm", package.replace('-', "_")))
 }
 
 /// Tells cargo to run the calling build script again when the WIT world, the workspace manifest or
@@ -179,7 +182,7 @@ mod tests {
     fn wasm_path_uses_the_crate_name() {
         assert_eq!(
             wasm_path(Path::new("/w"), "maas-fn-tensor"),
-            Path::new("/w/target/guests/wasm32-wasip2/release/maas_fn_tensor.wasm")
+            Path::new("/w/target/guests/wasm32-wasip2/guest/maas_fn_tensor.wasm")
         );
     }
 
