@@ -47,61 +47,60 @@ pub(super) async fn invoke(
     let quota = super::require_tenant(app, tenant)?.quota;
     let running = app.scaler.begin(&slot)?;
 
-    let (parts, body) = req.into_parts();
-    let body = read_body(Request::from_parts(parts.clone(), body), quota.max_request_bytes).await?;
-
-    let (warm, cold) = app
-        .scaler
-        .warm(&slot, |record| {
-            let app = app.clone();
-            async move {
-                let waker = app.clone();
-                app.blocking(move || wake(&waker, &record)).await?
-            }
-        })
-        .await?;
-    if cold {
-        app.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
-        app.metrics.cold_start_us_total.fetch_add(warm.wake_time.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    let guest_request = host::Request {
-        method: parts.method.to_string(),
-        path: rest,
-        query: parts.uri.query().unwrap_or_default().to_string(),
-        headers: parts
-            .headers
-            .iter()
-            .filter(|(name, _)| *name != http::header::AUTHORIZATION)
-            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-            .collect(),
-        body: body.to_vec(),
-    };
-    let outcome = {
+    let mut cold = false;
+    let result = async {
+        let (parts, body) = req.into_parts();
+        let body = read_body(Request::from_parts(parts.clone(), body), quota.max_request_bytes).await?;
+        let (warm, was_cold) = app
+            .scaler
+            .warm(&slot, |record| {
+                let app = app.clone();
+                async move {
+                    let waker = app.clone();
+                    app.blocking(move || wake(&waker, &record)).await?
+                }
+            })
+            .await?;
+        cold = was_cold;
+        if cold {
+            app.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
+            app.metrics.cold_start_us_total.fetch_add(warm.wake_time.as_micros() as u64, Ordering::Relaxed);
+        }
+        let guest_request = host::Request {
+            method: parts.method.to_string(),
+            path: rest,
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            headers: parts
+                .headers
+                .iter()
+                .filter(|(name, _)| *name != http::header::AUTHORIZATION)
+                .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+                .collect(),
+            body: body.to_vec(),
+        };
         let (app2, warm2) = (app.clone(), warm.clone());
-        app.blocking(move || app2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, guest_request)).await?
-    };
-    app.metrics.invocations.fetch_add(1, Ordering::Relaxed);
-
-    let result = outcome.map_err(ApiError::from).and_then(|(response, report)| {
+        let outcome =
+            app.blocking(move || app2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, guest_request)).await?;
+        app.metrics.invocations.fetch_add(1, Ordering::Relaxed);
+        let (response, report) = outcome?;
         app.metrics.inference_us_total.fetch_add(report.inference.as_micros() as u64, Ordering::Relaxed);
         let models: Vec<&str> =
             report.models_used.iter().filter_map(|alias| warm.model_labels.get(alias).map(String::as_str)).collect();
-        to_http(response).map(|r| (r, models.join(", ")))
-    });
+        Ok::<_, ApiError>((to_http(response)?, models.join(", ")))
+    }
+    .await;
     running.finish(result.is_err());
-    let (mut response, models) = match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            tracing::warn!(request_id, code = e.code, "invocation failed");
-            (e.into_response(), String::new())
-        }
-    };
+
+    // Platform headers go on every invocation response, errors included.
+    let (mut response, models) = result.unwrap_or_else(|e| {
+        tracing::warn!(request_id, code = e.code, "invocation failed");
+        (e.into_response(), String::new())
+    });
     let headers = response.headers_mut();
     headers.insert("x-maas-cold-start", HeaderValue::from_static(if cold { "true" } else { "false" }));
     headers.insert("x-maas-duration-us", HeaderValue::from(started.elapsed().as_micros() as u64));
-    if let Ok(value) = HeaderValue::from_str(&models)
-        && !models.is_empty()
+    if !models.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&models)
     {
         headers.insert("x-maas-model", value);
     }

@@ -1,0 +1,183 @@
+//! Platform figures for the seed MLP, printed in one run on one machine:
+//! cold start (first call after deploy, and after scale to zero), warm latency over HTTP on
+//! loopback against raw tract in process, and the process's RSS at baseline, warm, and after
+//! every function scaled to zero.
+//!
+//! Run: `cargo bench -p maas-tests --bench platform` (the server runs in this process, on a
+//! temporary sled directory; figures are medians unless marked p99).
+
+use std::time::{Duration, Instant};
+
+use maas_tests::{Client, TestServer, models};
+use serde_json::{Value, json};
+use tract_onnx::prelude::*;
+
+const FUNCTIONS: usize = 9;
+const WARM_REQUESTS: usize = 3000;
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let ix = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[ix]
+}
+
+/// One call; returns (client wall µs, server x-maas-duration-us, cold?).
+fn call(client: &Client, path: &str, body: &Value) -> (f64, f64, bool) {
+    let started = Instant::now();
+    let r = client.post_json(path, body);
+    let wall = started.elapsed().as_secs_f64() * 1e6;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let server = r.header("x-maas-duration-us").unwrap().parse().unwrap();
+    (wall, server, r.header("x-maas-cold-start") == Some("true"))
+}
+
+fn main() {
+    let server = TestServer::start();
+    // Let the allocator and runtime settle before the baseline.
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_baseline = rss_mib();
+    let admin = server.admin();
+    admin.post_json("/v1/tenants", &json!({ "name": "bench" }));
+    let mlp = models::mlp(42);
+    let r = admin.put_bytes("/v1/tenants/bench/models/mlp", &mlp);
+    assert_eq!(r.status, 201);
+    let input = models::seeded_input(1, &[1, 100]);
+    let body = json!({ "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "data": input }] });
+
+    // Raw tract in process: the floor the platform adds to.
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut mlp.as_slice())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let tensor = tract_ndarray::Array2::from_shape_vec((1, 100), input.clone()).unwrap().into_tensor();
+    let mut raw: Vec<f64> = (0..WARM_REQUESTS)
+        .map(|_| {
+            let t = tensor.clone();
+            let started = Instant::now();
+            let out = plan.run(tvec![t.into_tvalue()]).unwrap();
+            std::hint::black_box(out);
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+
+    // Cold start after deploy.
+    for i in 0..FUNCTIONS {
+        let manifest =
+            json!({ "component": "builtin:tensor", "models": { "model": "mlp" }, "scale": { "idle_timeout_s": 1 } });
+        assert_eq!(admin.put_json(&format!("/v1/tenants/bench/functions/f{i}"), &manifest).status, 201);
+    }
+    let mut cold_deploy_wall = Vec::new();
+    let mut cold_deploy_server = Vec::new();
+    for i in 0..FUNCTIONS {
+        let (wall, server_us, cold) = call(&admin, &format!("/fn/bench/f{i}"), &body);
+        assert!(cold);
+        cold_deploy_wall.push(wall);
+        cold_deploy_server.push(server_us);
+    }
+
+    // Warm latency (sequential, one keep-alive connection).
+    let mut warm_wall = Vec::new();
+    let mut warm_server = Vec::new();
+    for _ in 0..WARM_REQUESTS {
+        let (wall, server_us, _) = call(&admin, "/fn/bench/f0", &body);
+        warm_wall.push(wall);
+        warm_server.push(server_us);
+    }
+    for i in 0..FUNCTIONS {
+        call(&admin, &format!("/fn/bench/f{i}"), &body);
+    }
+    let rss_warm = rss_mib();
+
+    // Scale to zero, then cold start after it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = String::from_utf8_lossy(&admin.get("/metrics").body).to_string();
+        if metrics.contains("maas_warm_functions 0\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "functions did not scale to zero");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_zero = rss_mib();
+    let mut cold_zero_wall = Vec::new();
+    let mut cold_zero_server = Vec::new();
+    for i in 0..FUNCTIONS {
+        let (wall, server_us, cold) = call(&admin, &format!("/fn/bench/f{i}"), &body);
+        assert!(cold);
+        cold_zero_wall.push(wall);
+        cold_zero_server.push(server_us);
+    }
+
+    // Scale to zero frees what warm functions hold: three functions on three ~10 MB models.
+    let rss_before_large = rss_mib();
+    let large_input = models::seeded_input(2, &[1, 100]);
+    let large_body =
+        json!({ "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "data": large_input }] });
+    for i in 0..3 {
+        let r =
+            admin.put_bytes(&format!("/v1/tenants/bench/models/big{i}"), &models::mlp_sized(i, models::LARGE_HIDDEN));
+        assert_eq!(r.status, 201);
+        let manifest = json!({ "component": "builtin:tensor", "models": { "model": format!("big{i}") }, "scale": { "idle_timeout_s": 1 } });
+        assert_eq!(admin.put_json(&format!("/v1/tenants/bench/functions/g{i}"), &manifest).status, 201);
+        call(&admin, &format!("/fn/bench/g{i}"), &large_body);
+    }
+    let rss_large_warm = rss_mib();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&admin.get("/metrics").body).contains("maas_warm_functions 0\n") {
+        assert!(Instant::now() < deadline, "functions did not scale to zero");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_large_zero = rss_mib();
+
+    println!(
+        "maas platform figures (seed MLP 100→64→10, {} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "raw tract run, in process:           p50 {:>9.1} µs   p99 {:>9.1} µs",
+        percentile(&mut raw, 0.5),
+        percentile(&mut raw, 0.99)
+    );
+    println!(
+        "warm invocation, HTTP loopback:      p50 {:>9.1} µs   p99 {:>9.1} µs   (server-side p50 {:.1} µs, p99 {:.1} µs)",
+        percentile(&mut warm_wall, 0.5),
+        percentile(&mut warm_wall, 0.99),
+        percentile(&mut warm_server, 0.5),
+        percentile(&mut warm_server, 0.99)
+    );
+    println!(
+        "cold start, first call after deploy: p50 {:>9.1} µs   (server-side {:.1} µs), {FUNCTIONS} functions",
+        percentile(&mut cold_deploy_wall, 0.5),
+        percentile(&mut cold_deploy_server, 0.5)
+    );
+    println!(
+        "cold start, after scale to zero:     p50 {:>9.1} µs   (server-side {:.1} µs), {FUNCTIONS} functions",
+        percentile(&mut cold_zero_wall, 0.5),
+        percentile(&mut cold_zero_server, 0.5)
+    );
+    println!("RSS baseline (server started, idle): {rss_baseline:>8.1} MiB");
+    println!("RSS with {FUNCTIONS} warm functions:        {rss_warm:>8.1} MiB");
+    println!(
+        "RSS after all scaled to zero:        {rss_zero:>8.1} MiB ({:+.1}% vs baseline)",
+        (rss_zero / rss_baseline - 1.0) * 100.0
+    );
+    println!("RSS before 3 functions on ~10 MB models: {rss_before_large:>5.1} MiB");
+    println!("RSS with those 3 warm:               {rss_large_warm:>8.1} MiB");
+    println!("RSS after they scaled to zero:       {rss_large_zero:>8.1} MiB");
+    drop(server);
+}
