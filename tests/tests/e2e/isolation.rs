@@ -90,3 +90,23 @@ fn invalid_components_are_refused() {
     let r = deploy(&admin, "acme", "f", json!({ "component": format!("sha256:{}", "0".repeat(64)) }));
     assert!(r.status == 404 || r.status == 400, "{}", String::from_utf8_lossy(&r.body));
 }
+
+#[test]
+fn infer_reaches_only_the_models_the_manifest_names() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    upload(&admin, "acme", "mlp", &models::mlp(2));
+    let digest = admin
+        .post_bytes("/v1/tenants/acme/components", &guest_wasm("maas_fn_classify"), "application/wasm")
+        .json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The tenant has a model called "mlp", but this manifest names no model: the guest's
+    // `describe("model")` and `infer("model", ..)` find nothing.
+    assert_eq!(deploy(&admin, "acme", "blind", json!({ "component": digest })).status, 201);
+    let r = admin.post_json("/fn/acme/blind", &json!({ "features": models::seeded_input(1, &[1, 100]) }));
+    assert_eq!((r.status, r.code().as_str()), (404, "not_found"), "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["error"].as_str().unwrap().contains("names no model"), "{}", r.json());
+    assert!(r.header("x-maas-model").is_none());
+}
