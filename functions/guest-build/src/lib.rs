@@ -197,17 +197,4 @@ mod tests {
         }
         assert!(!removed.contains(&OsStr::new("CARGO_MAKEFLAGS")));
     }
-
-    #[test]
-    #[ignore = "runs a nested cargo build of the guests: minutes on a cold cache"]
-    fn builds_components() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let wasm = build_guests(&root, &["maas-fn-misbehave", "maas-fn-tensor"]);
-        assert_eq!(wasm, [wasm_path(&root, "maas-fn-misbehave"), wasm_path(&root, "maas-fn-tensor")]);
-        for path in wasm {
-            let bytes = std::fs::read(&path).unwrap();
-            // The component layer's preamble: magic, version 0x0d, layer 1.
-            assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0", "{}", path.display());
-        }
-    }
 }
