@@ -41,6 +41,16 @@ fn call(client: &Client, path: &str, body: &Value) -> (f64, f64, bool) {
     (wall, server, r.header("x-maas-cold-start") == Some("true"))
 }
 
+/// Waits until `/metrics` reports no warm function, then lets the freed memory settle.
+fn wait_for_scale_to_zero(admin: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&admin.get("/metrics").body).contains("maas_warm_functions 0\n") {
+        assert!(Instant::now() < deadline, "functions did not scale to zero");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+}
+
 fn main() {
     let server = TestServer::start();
     // Let the allocator and runtime settle before the baseline.
@@ -102,16 +112,7 @@ fn main() {
     let rss_warm = rss_mib();
 
     // Scale to zero, then cold start after it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let metrics = String::from_utf8_lossy(&admin.get("/metrics").body).to_string();
-        if metrics.contains("maas_warm_functions 0\n") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "functions did not scale to zero");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_scale_to_zero(&admin);
     let rss_zero = rss_mib();
     let mut cold_zero_wall = Vec::new();
     let mut cold_zero_server = Vec::new();
@@ -136,12 +137,7 @@ fn main() {
         call(&admin, &format!("/fn/bench/g{i}"), &large_body);
     }
     let rss_large_warm = rss_mib();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !String::from_utf8_lossy(&admin.get("/metrics").body).contains("maas_warm_functions 0\n") {
-        assert!(Instant::now() < deadline, "functions did not scale to zero");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_scale_to_zero(&admin);
     let rss_large_zero = rss_mib();
 
     println!(

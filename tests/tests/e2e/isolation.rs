@@ -3,7 +3,7 @@
 
 use std::thread;
 
-use maas_tests::{TestServer, guest_wasm, models};
+use maas_tests::{TestServer, models};
 use serde_json::json;
 
 use super::*;
@@ -14,12 +14,7 @@ fn misbehaving_functions_fail_alone() {
     let admin = tenant(&server, "acme");
     let meta = upload(&admin, "acme", "mlp", &models::mlp(2));
     let input_name = meta["inputs"][0]["name"].as_str().unwrap().to_string();
-    let digest = admin
-        .post_bytes("/v1/tenants/acme/components", &guest_wasm("maas_fn_misbehave"), "application/wasm")
-        .json()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = upload_component(&admin, "acme", "maas_fn_misbehave");
     for (name, mode, limits) in [
         ("trap", "/trap", json!({})),
         ("loop", "/loop", json!({ "timeout_ms": 300 })),
@@ -96,12 +91,7 @@ fn infer_reaches_only_the_models_the_manifest_names() {
     let server = TestServer::start();
     let admin = tenant(&server, "acme");
     upload(&admin, "acme", "mlp", &models::mlp(2));
-    let digest = admin
-        .post_bytes("/v1/tenants/acme/components", &guest_wasm("maas_fn_classify"), "application/wasm")
-        .json()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest = upload_component(&admin, "acme", "maas_fn_classify");
     // The tenant has a model called "mlp", but this manifest names no model: the guest's
     // `describe("model")` and `infer("model", ..)` find nothing.
     assert_eq!(deploy(&admin, "acme", "blind", json!({ "component": digest })).status, 201);

@@ -23,6 +23,19 @@ pub fn upload(client: &Client, tenant: &str, name: &str, bytes: &[u8]) -> Value 
     r.json()
 }
 
+/// Uploads the guest component `wasm_name` (e.g. `maas_fn_classify`) and returns its digest.
+pub fn upload_component(client: &Client, tenant: &str, wasm_name: &str) -> String {
+    let r = client.post_bytes(
+        &format!("/v1/tenants/{tenant}/components"),
+        &maas_tests::guest_wasm(wasm_name),
+        "application/wasm",
+    );
+    assert_eq!(r.status, 201, "upload {wasm_name}: {}", String::from_utf8_lossy(&r.body));
+    let digest = r.json()["digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    digest
+}
+
 /// Deploys a function with `manifest`; returns the response.
 pub fn deploy(client: &Client, tenant: &str, name: &str, manifest: Value) -> Response {
     client.put_json(&format!("/v1/tenants/{tenant}/functions/{name}"), &manifest)

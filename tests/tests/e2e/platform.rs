@@ -1,7 +1,7 @@
 //! Upload → deploy → invoke, custom components, symbolic shapes, invalid models, restart.
 
+use maas_tests::TestServer;
 use maas_tests::models;
-use maas_tests::{TestServer, guest_wasm};
 use serde_json::json;
 use tract_onnx::prelude::*;
 
@@ -55,10 +55,7 @@ fn custom_component_ranks_labels() {
     let admin = tenant(&server, "acme");
     let mlp = models::mlp(3);
     upload(&admin, "acme", "mlp", &mlp);
-    let r = admin.post_bytes("/v1/tenants/acme/components", &guest_wasm("maas_fn_classify"), "application/wasm");
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    let digest = r.json()["digest"].as_str().unwrap().to_string();
-    assert!(digest.starts_with("sha256:"));
+    let digest = upload_component(&admin, "acme", "maas_fn_classify");
     let labels: Vec<String> = (0..10).map(|i| format!("class-{i}")).collect();
     let r = deploy(
         &admin,
@@ -193,9 +190,7 @@ fn restarted_server_serves_the_same_functions() {
         let admin = tenant(&server, "acme");
         let meta = upload(&admin, "acme", "mlp", &mlp);
         let name = meta["inputs"][0]["name"].as_str().unwrap().to_string();
-        let classify =
-            admin.post_bytes("/v1/tenants/acme/components", &guest_wasm("maas_fn_classify"), "application/wasm");
-        let digest = classify.json()["digest"].as_str().unwrap().to_string();
+        let digest = upload_component(&admin, "acme", "maas_fn_classify");
         deploy(&admin, "acme", "tensor", json!({ "component": "builtin:tensor", "models": { "model": "mlp" } }));
         deploy(&admin, "acme", "classify", json!({ "component": digest, "models": { "model": "mlp" } }));
         let a = admin.post_json("/fn/acme/tensor", &oip_request(&name, &[1, 100], &input)).json();
