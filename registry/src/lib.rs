@@ -58,6 +58,7 @@
 
 #![deny(missing_docs)]
 
+mod audit;
 mod blob;
 mod component;
 mod crypto;
@@ -75,6 +76,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use audit::{AUDIT_RETENTION, AuditEntry};
 pub use blob::{BlobReader, BlobRef, BlobWriter, CHUNK_SIZE};
 pub use component::ComponentRecord;
 pub use error::{Error, Result};

@@ -118,33 +118,8 @@ impl Registry {
             for s in &outputs {
                 s.validate("output")?;
             }
-            let q = &t.quota;
-            if blob.size > q.max_model_bytes {
-                return Err(Error::QuotaExceeded(format!(
-                    "the model is {} bytes, above the tenant's max_model_bytes ({})",
-                    blob.size, q.max_model_bytes
-                )));
-            }
+            self.check_model_quota(&t, name, blob.size)?;
             let trees = self.trees();
-            let is_new = trees
-                .tree(T::Models)
-                .scan_prefix(prefix(&[tenant.as_bytes(), name.as_bytes()]))
-                .next()
-                .transpose()?
-                .is_none();
-            if is_new {
-                let count = self.model_names(tenant)?.len() as u64;
-                if count >= q.max_models {
-                    return Err(Error::QuotaExceeded(format!("the tenant has {count} models, its max_models")));
-                }
-            }
-            let used = self.storage_used(tenant)?;
-            if used.saturating_add(blob.size) > q.max_storage_bytes {
-                return Err(Error::QuotaExceeded(format!(
-                    "storing {} more bytes would exceed the tenant's max_storage_bytes ({}; {used} used)",
-                    blob.size, q.max_storage_bytes
-                )));
-            }
             let seq_key = key(&[tenant.as_bytes(), name.as_bytes()]);
             let last = match trees.tree(T::ModelSeq).get(&seq_key)? {
                 Some(v) => u32::from_be_bytes(
@@ -170,6 +145,48 @@ impl Registry {
             trees.apply(&batch)?;
             Ok((record, true))
         })
+    }
+
+    /// Whether storing `size` more bytes as a version of model `name` fits the tenant's
+    /// `max_model_bytes`, `max_models` and `max_storage_bytes` ([`Error::QuotaExceeded`] if not).
+    ///
+    /// The runtime calls it before an upload starts, with the declared size (0 when unknown), so a
+    /// doomed upload is refused before any byte is stored; the commit checks again.
+    pub fn check_model_upload(&self, tenant: &str, name: &str, size: u64) -> Result<()> {
+        validate_model_name(name)?;
+        let t = self.require_tenant(tenant)?;
+        self.check_model_quota(&t, name, size)
+    }
+
+    fn check_model_quota(&self, t: &crate::Tenant, name: &str, size: u64) -> Result<()> {
+        let (tenant, q) = (&t.name, &t.quota);
+        if size > q.max_model_bytes {
+            return Err(Error::QuotaExceeded(format!(
+                "the model is {size} bytes, above the tenant's max_model_bytes ({})",
+                q.max_model_bytes
+            )));
+        }
+        let is_new = self
+            .trees()
+            .tree(T::Models)
+            .scan_prefix(prefix(&[tenant.as_bytes(), name.as_bytes()]))
+            .next()
+            .transpose()?
+            .is_none();
+        if is_new {
+            let count = self.model_names(tenant)?.len() as u64;
+            if count >= q.max_models {
+                return Err(Error::QuotaExceeded(format!("the tenant has {count} models, its max_models")));
+            }
+        }
+        let used = self.storage_used(tenant)?;
+        if used.saturating_add(size) > q.max_storage_bytes {
+            return Err(Error::QuotaExceeded(format!(
+                "storing {size} more bytes would exceed the tenant's max_storage_bytes ({}; {used} used)",
+                q.max_storage_bytes
+            )));
+        }
+        Ok(())
     }
 
     /// A version of a model (`None`: the latest). [`Error::NotFound`] only for a missing tenant.

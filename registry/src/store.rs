@@ -42,10 +42,12 @@ pub(crate) enum T {
     BlobRefs,
     /// tenant SEP ... → usage counters (owned by the runtime's metering; cleared with the tenant).
     Usage,
+    /// sequence number (u64 BE) → `AuditEntry`; kept when its tenant is deleted.
+    Audit,
 }
 
 impl T {
-    pub(crate) const ALL: [T; 12] = [
+    pub(crate) const ALL: [T; 13] = [
         T::Meta,
         T::Tenants,
         T::Keys,
@@ -58,6 +60,7 @@ impl T {
         T::Blobs,
         T::BlobRefs,
         T::Usage,
+        T::Audit,
     ];
 
     fn name(self) -> &'static str {
@@ -74,6 +77,7 @@ impl T {
             T::Blobs => "blobs",
             T::BlobRefs => "blob_refs",
             T::Usage => "usage",
+            T::Audit => "audit",
         }
     }
 

@@ -951,3 +951,44 @@ fn usage_accumulates_per_day_and_function() {
     reg.create_tenant("acme", None).unwrap();
     assert!(reg.usage("acme").unwrap().is_empty());
 }
+
+fn audit_entry(actor: &str, action: &str, tenant: Option<&str>, target: &str) -> AuditEntry {
+    AuditEntry {
+        seq: 0,
+        at: String::new(),
+        actor: actor.into(),
+        key_id: None,
+        action: action.into(),
+        tenant: tenant.map(Into::into),
+        target: target.into(),
+        detail: serde_json::json!({}),
+    }
+}
+
+#[test]
+fn audit_trail_is_newest_first_filtered_and_durable() {
+    let (dir, reg) = open();
+    let first = reg.append_audit(audit_entry("admin", "tenant.create", Some("acme"), "acme")).unwrap();
+    reg.append_audit(audit_entry("admin", "tenant.create", Some("beta"), "beta")).unwrap();
+    let third = reg.append_audit(audit_entry("owner:acme", "model.upload", Some("acme"), "mlp@1")).unwrap();
+    assert!(first.seq < third.seq);
+    assert!(!first.at.is_empty());
+
+    let reg = reopen(dir.path(), reg);
+    let all = reg.audit(None, None, 100).unwrap();
+    let actions: Vec<_> = all.iter().map(|e| (e.action.as_str(), e.target.as_str())).collect();
+    assert_eq!(actions, [("model.upload", "mlp@1"), ("tenant.create", "beta"), ("tenant.create", "acme")]);
+    assert_eq!(all[0], third);
+
+    let acme = reg.audit(Some("acme"), None, 100).unwrap();
+    assert_eq!(acme.iter().map(|e| e.seq).collect::<Vec<_>>(), [third.seq, first.seq]);
+    assert_eq!(reg.audit(None, None, 1).unwrap().len(), 1);
+    let older = reg.audit(None, Some(third.seq), 100).unwrap();
+    assert_eq!(older.len(), 2);
+    assert!(older.iter().all(|e| e.seq < third.seq));
+
+    // The trail outlives the tenant it names.
+    reg.create_tenant("acme", None).unwrap();
+    reg.delete_tenant("acme").unwrap();
+    assert_eq!(reg.audit(Some("acme"), None, 100).unwrap().len(), 2);
+}

@@ -6,7 +6,7 @@
 //! 403 is the same whether or not the other tenant or resource exists.
 
 use http::HeaderMap;
-use maas_registry::{KeyInfo, Registry, Role};
+use maas_registry::{KeyInfo, Quota, Registry, Role};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -17,8 +17,8 @@ use crate::error::ApiError;
 pub enum Principal {
     /// The operator.
     Admin,
-    /// A tenant key.
-    Key(KeyInfo),
+    /// A tenant key, with its tenant's quota as it was when the request arrived.
+    Key(KeyInfo, Box<Quota>),
     /// No `Authorization` header (only public functions and health checks accept this).
     Anonymous,
 }
@@ -29,7 +29,7 @@ impl Principal {
         match self {
             Principal::Admin => Ok(()),
             Principal::Anonymous => Err(ApiError::unauthenticated()),
-            Principal::Key(_) => Err(ApiError::forbidden()),
+            Principal::Key(..) => Err(ApiError::forbidden()),
         }
     }
 
@@ -37,8 +37,8 @@ impl Principal {
     pub fn require_owner(&self, tenant: &str) -> Result<(), ApiError> {
         match self {
             Principal::Admin => Ok(()),
-            Principal::Key(k) if k.tenant == tenant && k.role == Role::Owner => Ok(()),
-            Principal::Key(_) => Err(ApiError::forbidden()),
+            Principal::Key(k, _) if k.tenant == tenant && k.role == Role::Owner => Ok(()),
+            Principal::Key(..) => Err(ApiError::forbidden()),
             Principal::Anonymous => Err(ApiError::unauthenticated()),
         }
     }
@@ -47,9 +47,17 @@ impl Principal {
     pub fn require_member(&self, tenant: &str) -> Result<(), ApiError> {
         match self {
             Principal::Admin => Ok(()),
-            Principal::Key(k) if k.tenant == tenant => Ok(()),
-            Principal::Key(_) => Err(ApiError::forbidden()),
+            Principal::Key(k, _) if k.tenant == tenant => Ok(()),
+            Principal::Key(..) => Err(ApiError::forbidden()),
             Principal::Anonymous => Err(ApiError::unauthenticated()),
+        }
+    }
+
+    /// The id of the key used, for tenant keys.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Principal::Key(k, _) => Some(&k.id),
+            _ => None,
         }
     }
 
@@ -57,7 +65,7 @@ impl Principal {
     pub fn describe(&self) -> String {
         match self {
             Principal::Admin => "admin".into(),
-            Principal::Key(k) => format!("{}:{}", k.role.as_str(), k.tenant),
+            Principal::Key(k, _) => format!("{}:{}", k.role.as_str(), k.tenant),
             Principal::Anonymous => "anonymous".into(),
         }
     }
@@ -93,10 +101,8 @@ impl Authenticator {
         let info = registry.authenticate(key)?.ok_or_else(ApiError::unauthenticated)?;
         match registry.tenant(&info.tenant)? {
             None => Err(ApiError::unauthenticated()),
-            Some(t) if t.suspended => {
-                Err(ApiError::new(http::StatusCode::FORBIDDEN, "forbidden", format!("tenant {} is suspended", t.name)))
-            }
-            Some(_) => Ok(Principal::Key(info)),
+            Some(t) if t.suspended => Err(ApiError::suspended(&t.name)),
+            Some(t) => Ok(Principal::Key(info, Box::new(t.quota))),
         }
     }
 }

@@ -46,6 +46,11 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "this key may not do that")
     }
 
+    /// `403 forbidden` for every key of a suspended tenant.
+    pub fn suspended(tenant: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("tenant {tenant} is suspended"))
+    }
+
     /// `404 not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
@@ -71,6 +76,17 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the operator's log has the details")
     }
 
+    /// `500 internal` for stored data that fails its integrity check (a tampered or damaged
+    /// blob): refused, never served. The log has which blob.
+    pub fn corrupt(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "stored data failed its integrity check");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "stored data failed its integrity check and was not used; the operator's log has the details",
+        )
+    }
+
     /// The JSON response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = serde_json::json!({ "error": self.message, "code": self.code });
@@ -90,6 +106,7 @@ impl From<RegistryError> for ApiError {
             E::NotFound(_) => Self::not_found(e.to_string()),
             E::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             E::QuotaExceeded(_) => Self::new(StatusCode::FORBIDDEN, "quota_exceeded", e.to_string()),
+            E::Corrupt(_) => Self::corrupt(e),
             other => Self::internal(other),
         }
     }

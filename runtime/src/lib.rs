@@ -5,8 +5,9 @@
 //!
 //! The invocation path, top to bottom:
 //!
-//! 1. [`server`] accepts; [`api::handle`] matches the [`routes::Route`] and authenticates
-//!    the caller ([`auth`]);
+//! 1. [`server`] accepts; [`api::handle`] matches the [`routes::Route`], authenticates
+//!    the caller ([`auth`]) and admits the request under its tenant's rate and concurrency
+//!    ([`admission`]);
 //! 2. [`scale`] finds the function's warm state or wakes it (component from its stored
 //!    artifact, an `InstancePre`, the models' plans);
 //! 3. [`host`] instantiates a fresh store per request on the blocking pool, with the
@@ -27,6 +28,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;

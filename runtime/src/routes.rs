@@ -12,6 +12,8 @@ pub enum Route {
     Metrics,
     /// `/v1/tenants`
     Tenants,
+    /// `/v1/audit`
+    Audit,
     /// `/v1/tenants/{t}`
     Tenant(String),
     /// `/v1/tenants/{t}/keys`
@@ -39,8 +41,34 @@ pub enum Route {
         /// The path the function sees.
         rest: String,
     },
+    /// `/v2/health/live`
+    OipLive,
+    /// `/v2/health/ready`
+    OipReady,
+    /// `/v2`: server metadata.
+    OipServer,
+    /// `/v2/models/{m}[/versions/{v}][/ready|/infer]`: a model of the key's tenant.
+    OipModel {
+        /// Model name.
+        model: String,
+        /// Version, when the path names one.
+        version: Option<String>,
+        /// What is asked of it.
+        action: OipAction,
+    },
     /// Anything else.
     NotFound,
+}
+
+/// What an Open Inference Protocol model path asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OipAction {
+    /// `GET /v2/models/{m}[/versions/{v}]`: metadata.
+    Metadata,
+    /// `GET .../ready`: readiness.
+    Ready,
+    /// `POST .../infer`: inference.
+    Infer,
 }
 
 impl Route {
@@ -58,11 +86,26 @@ impl Route {
         }
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let s = |i: usize| segments[i].to_string();
+        let oip = |model: &str, version: Option<&str>, action| Route::OipModel {
+            model: model.to_string(),
+            version: version.map(str::to_string),
+            action,
+        };
         match segments.as_slice() {
+            ["v2"] => Route::OipServer,
+            ["v2", "health", "live"] => Route::OipLive,
+            ["v2", "health", "ready"] => Route::OipReady,
+            ["v2", "models", m] => oip(m, None, OipAction::Metadata),
+            ["v2", "models", m, "ready"] => oip(m, None, OipAction::Ready),
+            ["v2", "models", m, "infer"] => oip(m, None, OipAction::Infer),
+            ["v2", "models", m, "versions", v] => oip(m, Some(v), OipAction::Metadata),
+            ["v2", "models", m, "versions", v, "ready"] => oip(m, Some(v), OipAction::Ready),
+            ["v2", "models", m, "versions", v, "infer"] => oip(m, Some(v), OipAction::Infer),
             ["healthz"] => Route::Healthz,
             ["readyz"] => Route::Readyz,
             ["metrics"] => Route::Metrics,
             ["v1", "tenants"] => Route::Tenants,
+            ["v1", "audit"] => Route::Audit,
             ["v1", "tenants", _] => Route::Tenant(s(2)),
             ["v1", "tenants", _, "keys"] => Route::Keys(s(2)),
             ["v1", "tenants", _, "keys", _] => Route::Key(s(2), s(4)),
@@ -96,12 +139,13 @@ impl Route {
 
 #[cfg(test)]
 mod tests {
-    use super::Route;
+    use super::{OipAction, Route};
 
     #[test]
     fn matches_contract_paths() {
         assert_eq!(Route::of("/healthz"), Route::Healthz);
         assert_eq!(Route::of("/v1/tenants/"), Route::Tenants);
+        assert_eq!(Route::of("/v1/audit"), Route::Audit);
         assert_eq!(
             Route::of("/v1/tenants/acme/models/mlp/versions/2"),
             Route::ModelVersion("acme".into(), "mlp".into(), "2".into())
@@ -116,6 +160,17 @@ mod tests {
             Route::Invoke { tenant: "acme".into(), function: "f".into(), rest: "/".into() }
         );
         assert_eq!(Route::of("/fn/acme"), Route::NotFound);
+        assert_eq!(Route::of("/v2"), Route::OipServer);
+        assert_eq!(Route::of("/v2/health/live"), Route::OipLive);
+        assert_eq!(
+            Route::of("/v2/models/mlp/versions/3/infer"),
+            Route::OipModel { model: "mlp".into(), version: Some("3".into()), action: OipAction::Infer }
+        );
+        assert_eq!(
+            Route::of("/v2/models/mlp/ready"),
+            Route::OipModel { model: "mlp".into(), version: None, action: OipAction::Ready }
+        );
+        assert_eq!(Route::of("/v2/models/mlp/versions"), Route::NotFound);
         assert_eq!(Route::of("/v1/tenants/acme/unknown"), Route::NotFound);
         assert_eq!(Route::of("/"), Route::NotFound);
     }

@@ -172,6 +172,23 @@ impl Scaler {
         Ok(Some(slots.entry(key).or_insert_with(|| Arc::new(Slot::new(record))).clone()))
     }
 
+    /// The slot of a function the platform defines itself rather than a deploy (the OIP
+    /// endpoint of a model), made from `record` on first use and again when `record`'s
+    /// manifest changes (a new tenant quota). Its name is not a valid function name, so it
+    /// never meets a deployed one.
+    pub fn implicit(&self, record: FunctionRecord) -> Arc<Slot> {
+        let key = (record.tenant.clone(), record.name.clone());
+        let mut slots = self.slots.lock().expect("scaler lock");
+        match slots.get(&key) {
+            Some(slot) if slot.record().manifest == record.manifest => slot.clone(),
+            _ => {
+                let slot = Arc::new(Slot::new(record));
+                slots.insert(key, slot.clone());
+                slot
+            }
+        }
+    }
+
     /// A function was (re)deployed: keep its counters, take the new record, drop warm state
     /// built from the old one.
     pub fn deployed(&self, record: FunctionRecord) {

@@ -57,7 +57,9 @@ fn main() {
     std::thread::sleep(Duration::from_millis(500));
     let rss_baseline = rss_mib();
     let admin = server.admin();
-    admin.post_json("/v1/tenants", &json!({ "name": "bench" }));
+    // The bench measures the platform, not the default per-tenant admission limits.
+    let quota = json!({ "rate_per_second": 1e9, "max_concurrency": 1024 });
+    admin.post_json("/v1/tenants", &json!({ "name": "bench", "quota": quota }));
     let mlp = models::mlp(42);
     let r = admin.put_bytes("/v1/tenants/bench/models/mlp", &mlp);
     assert_eq!(r.status, 201);

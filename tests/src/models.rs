@@ -7,6 +7,7 @@
 //! | builder | inputs → outputs | what it is for |
 //! |---|---|---|
 //! | [`mlp`] | `input` FP32 `[1, 100]` → `output` FP32 `[1, 10]` | **the seed model**: MatMul+Add → Relu → MatMul+Add → Softmax, seeded Xavier weights; quick start, happy-path inference |
+//! | [`mlp_with_marker`] | as [`mlp`] | [`mlp`] plus caller-chosen bytes in an initializer no node reads; encryption-at-rest tests look for them on disk |
 //! | [`mlp_batch`] | `input` FP32 `["N", 100]` → `output` FP32 `["N", 10]` | the same network (same weights for the same seed) with a symbolic batch dimension; batching tests |
 //! | [`mlp_sized`] | `input` FP32 `["N", 100]` → `output` FP32 `["N", 10]` | a deeper/wider MLP (`100 → hidden → hidden → 10`); with [`LARGE_HIDDEN`] it costs far more than 10× the seed model's CPU time (energy / metering tests) |
 //! | [`linear`] | `x` FP32 `["N", n]` → `y` FP32 `["N", 1]` | `y = x·w + b` with caller-chosen weights; explanation / attribution tests with known answers |
@@ -209,6 +210,24 @@ pub fn mlp(seed: u64) -> Vec<u8> {
         "mlp",
         "maas seed model: 100 -> 64 (relu) -> 10 softmax, batch 1",
     )
+}
+
+/// [`mlp`] with `marker` planted verbatim in an extra UINT8 initializer `"maas.marker"`
+/// (shape `[marker.len()]`) that no node reads. The file contains `marker` byte for byte, and
+/// tract loads it and computes exactly what [`mlp`] computes for the same `seed` (the unused
+/// constant is pruned). For encryption-at-rest tests, which plant a random marker and look for
+/// it in the server's data directory.
+pub fn mlp_with_marker(seed: u64, marker: &[u8]) -> Vec<u8> {
+    let mut model = pb::ModelProto::decode(&*mlp(seed)).expect("mlp is a valid ModelProto");
+    let graph = model.graph.as_mut().expect("mlp has a graph");
+    graph.initializer.push(pb::TensorProto {
+        name: "maas.marker".to_string(),
+        dims: vec![marker.len() as i64],
+        data_type: DataType::Uint8 as i32,
+        raw_data: marker.to_vec(),
+        ..Default::default()
+    });
+    model.encode_to_vec()
 }
 
 /// [`mlp`] with a symbolic batch dimension: input `"input"` FP32 `["N", 100]`, output
@@ -415,7 +434,14 @@ mod tests {
 
     #[test]
     fn every_model_loads_in_tract() {
-        let mut models = vec![mlp(1), mlp_batch(1), mlp_sized(1, 32), linear(&[1.0, 2.0], 0.5), int64_model()];
+        let mut models = vec![
+            mlp(1),
+            mlp_batch(1),
+            mlp_sized(1, 32),
+            linear(&[1.0, 2.0], 0.5),
+            int64_model(),
+            mlp_with_marker(1, &[7; 64]),
+        ];
         for dt in IDENTITY_DATATYPES {
             models.push(identity(dt).unwrap());
         }
@@ -448,6 +474,16 @@ mod tests {
         }
         let diff: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
         assert!(diff > 1e-3, "different inputs gave the same output: {a:?} {b:?}");
+    }
+
+    #[test]
+    fn mlp_with_marker_holds_the_marker_and_computes_like_mlp() {
+        let marker: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+        let model = mlp_with_marker(42, &marker);
+        assert!(model.windows(marker.len()).any(|w| w == marker.as_slice()), "marker not in the file");
+        assert!(!mlp(42).windows(marker.len()).any(|w| w == marker.as_slice()));
+        let x = seeded_input(3, &[1, 100]);
+        assert_eq!(run_f32(&model, &[1, 100], &x), run_f32(&mlp(42), &[1, 100], &x));
     }
 
     #[test]

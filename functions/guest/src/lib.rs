@@ -6,7 +6,8 @@
 //! [`config`]. This crate holds the bindings to that world and the helpers that make such a
 //! function short: [`Response::json`] and [`Response::error`] for answers in the platform's
 //! shape, typed [`Tensor`] constructors and accessors, and [`oip`] for Open Inference Protocol
-//! (KServe v2) JSON.
+//! (KServe v2) infer requests and responses: JSON, Triton's binary tensor data extension and
+//! compressed bodies, checked against the model's signature.
 //!
 //! # Writing a function, step by step
 //!

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use maas_registry::{FunctionRecord, Manifest};
 use serde_json::json;
 
-use super::{App, empty, json_response, parse_json, read_body, require_tenant};
+use super::body::RequestBody;
+use super::{App, declared_length, empty, json_response, parse_json, read_body, require_tenant, upload_over_quota};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::scale::Status;
@@ -16,10 +16,23 @@ use crate::scale::Status;
 /// Manifests are small JSON documents.
 const MANIFEST_LIMIT: u64 = 256 << 10;
 
-pub(super) async fn upload_component(app: &Arc<App>, p: &Principal, tenant: &str, req: Request<Incoming>) -> ApiResult {
+pub(super) async fn upload_component(
+    app: &Arc<App>,
+    p: &Principal,
+    tenant: &str,
+    req: Request<RequestBody>,
+) -> ApiResult {
     p.require_owner(tenant)?;
     let quota = require_tenant(app, tenant)?.quota;
-    let wasm = read_body(req, quota.max_model_bytes).await?;
+    let room = quota.max_storage_bytes.saturating_sub(app.registry.storage_bytes(tenant)?);
+    let limit = quota.max_model_bytes.min(room);
+    if let Some(n) = declared_length(&req).filter(|n| *n > limit) {
+        return Err(upload_over_quota(n, quota.max_model_bytes, room));
+    }
+    let wasm = read_body(req, limit).await.map_err(|e| match e.code {
+        "payload_too_large" => upload_over_quota(limit + 1, quota.max_model_bytes, room),
+        _ => e,
+    })?;
     let job = {
         let (app, tenant) = (app.clone(), tenant.to_string());
         move || -> Result<maas_registry::ComponentRecord, ApiError> {
@@ -37,6 +50,7 @@ pub(super) async fn upload_component(app: &Arc<App>, p: &Principal, tenant: &str
     };
     let record = app.blocking(job).await??;
     tracing::info!(tenant, digest = %record.digest, size_bytes = record.size_bytes, "component uploaded");
+    app.audit(p, "component.upload", Some(tenant), &record.digest, json!({ "size_bytes": record.size_bytes }));
     Ok(json_response(
         StatusCode::CREATED,
         &json!({ "digest": record.digest, "size_bytes": record.size_bytes, "created_at": record.created_at }),
@@ -89,7 +103,7 @@ pub(super) async fn deploy(
     p: &Principal,
     tenant: &str,
     name: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> ApiResult {
     p.require_owner(tenant)?;
     require_tenant(app, tenant)?;
@@ -98,6 +112,8 @@ pub(super) async fn deploy(
     let (record, created) = app.registry.put_function(tenant, name, manifest)?;
     app.scaler.deployed(record.clone());
     tracing::info!(tenant, function = name, revision = record.revision, "function deployed");
+    let detail = json!({ "revision": record.revision, "component": record.manifest.component, "models": record.manifest.models });
+    app.audit(p, "function.deploy", Some(tenant), name, detail);
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(json_response(status, &view(app, &record, &Request::from_parts(parts, ()))?))
 }
@@ -124,5 +140,6 @@ pub(super) fn delete(app: &Arc<App>, p: &Principal, tenant: &str, name: &str) ->
     app.registry.delete_function(tenant, name)?;
     app.scaler.removed(tenant, name);
     tracing::info!(tenant, function = name, "function deleted");
+    app.audit(p, "function.delete", Some(tenant), name, json!({}));
     Ok(empty(StatusCode::NO_CONTENT))
 }

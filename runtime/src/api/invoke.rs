@@ -7,15 +7,15 @@ use std::time::Instant;
 
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use maas_registry::{FunctionRecord, ModelRef};
+use maas_registry::{FunctionRecord, ModelRef, Quota};
 
+use super::body::RequestBody;
 use super::{App, Body, read_body};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::host::{self, BoundModel, Capabilities, Limits};
-use crate::inference::{InferenceError, ModelKey};
-use crate::scale::Warm;
+use crate::inference::ModelKey;
+use crate::scale::{Slot, Warm};
 
 pub(super) async fn invoke(
     app: &Arc<App>,
@@ -23,7 +23,7 @@ pub(super) async fn invoke(
     tenant: &str,
     function: &str,
     rest: String,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     request_id: &str,
 ) -> ApiResult {
     let started = Instant::now();
@@ -31,7 +31,11 @@ pub(super) async fn invoke(
     // key learns nothing about whether the function exists.
     let slot = match &principal {
         Principal::Anonymous => {
-            let slot = app.scaler.slot(&app.registry, tenant, function)?;
+            // A missing tenant is not told apart from a function that is not public.
+            let slot = match app.scaler.slot(&app.registry, tenant, function) {
+                Err(e) if e.status == StatusCode::NOT_FOUND => None,
+                other => other?,
+            };
             match slot {
                 Some(slot) if slot.record().manifest.public => slot,
                 _ => return Err(ApiError::unauthenticated()),
@@ -44,8 +48,30 @@ pub(super) async fn invoke(
                 .ok_or_else(|| ApiError::not_found(format!("no function {function:?}")))?
         }
     };
-    let quota = super::require_tenant(app, tenant)?.quota;
-    let running = app.scaler.begin(&slot)?;
+    let owner = super::require_tenant(app, tenant)?;
+    if owner.suspended {
+        return Err(ApiError::suspended(tenant));
+    }
+    run(app, &owner.quota, &slot, rest, req, request_id, started).await
+}
+
+/// Runs one request through `slot`'s function: admission under the tenant's rate and
+/// concurrency and the function's own concurrency, the body (at most `max_request_bytes`),
+/// the warm state (waking the function if cold), a fresh instance on the blocking pool, and
+/// the platform headers on the response, errors included. The caller has authorized it.
+pub(super) async fn run(
+    app: &Arc<App>,
+    quota: &Quota,
+    slot: &Arc<Slot>,
+    rest: String,
+    req: Request<RequestBody>,
+    request_id: &str,
+    started: Instant,
+) -> ApiResult {
+    let tenant = &slot.record().tenant;
+    // The permits are held until the response is built.
+    let _admitted = app.admission.enter(tenant, quota)?;
+    let running = app.scaler.begin(slot)?;
 
     let mut cold = false;
     let result = async {
@@ -53,7 +79,7 @@ pub(super) async fn invoke(
         let body = read_body(Request::from_parts(parts.clone(), body), quota.max_request_bytes).await?;
         let (warm, was_cold) = app
             .scaler
-            .warm(&slot, |record| {
+            .warm(slot, |record| {
                 let app = app.clone();
                 async move {
                     let waker = app.clone();
@@ -145,11 +171,8 @@ fn wake(app: &App, record: &FunctionRecord) -> Result<Warm, ApiError> {
             ApiError::internal(format!("function {tenant}/{} names model {reference}, which is gone", record.name))
         })?;
         let key = ModelKey { tenant: tenant.clone(), name: version.name.clone(), version: version.version };
-        let model = app.models.get_or_load(&key, || {
-            app.registry
-                .read_blob(tenant, &version.blob)
-                .map_err(|e| InferenceError::Failed(format!("reading model {key}: {e}")))
-        })?;
+        let model =
+            app.models.get_or_load(&key, || app.registry.read_blob(tenant, &version.blob).map_err(ApiError::from))?;
         let label = format!("{}@{}", version.name, version.version);
         let digest = format!("sha256:{}", version.sha256);
         model_labels.insert(alias.clone(), format!("{label} {digest}"));

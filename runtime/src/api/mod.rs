@@ -3,9 +3,12 @@
 //! Handlers are thin: check who calls ([`Principal`]), parse, call the registry, the host or
 //! the scaler, and shape JSON. Errors become responses in [`crate::error`] only.
 
+mod audit;
+mod body;
 mod functions;
 mod invoke;
 mod models;
+mod oip;
 mod tenants;
 
 use std::sync::Arc;
@@ -20,12 +23,14 @@ use maas_registry::Registry;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use self::body::{Leftover, RequestBody};
+use crate::admission::Admission;
 use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::host::Host;
 use crate::inference::ModelCache;
-use crate::routes::Route;
+use crate::routes::{OipAction, Route};
 use crate::scale::Scaler;
 
 /// Everything a request handler can reach. One per server, shared by `Arc`.
@@ -40,6 +45,8 @@ pub struct App {
     pub models: ModelCache,
     /// Deployed functions and their warm state.
     pub scaler: Arc<Scaler>,
+    /// Per-tenant rate and concurrency.
+    pub admission: Admission,
     pub(crate) auth: Authenticator,
     blocking: Arc<Semaphore>,
     metrics: Metrics,
@@ -66,6 +73,7 @@ impl App {
             host,
             models: ModelCache::default(),
             scaler: Scaler::new(),
+            admission: Admission::default(),
             auth,
             blocking,
             metrics: Metrics::default(),
@@ -108,7 +116,7 @@ fn empty(status: StatusCode) -> Response<Body> {
 
 /// Reads a whole body of at most `limit` bytes; a longer one is `413` (refused from its
 /// `Content-Length` before reading when the client declares it).
-pub(crate) async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(req: Request<RequestBody>, limit: u64) -> Result<Bytes, ApiError> {
     if declared_length(&req).is_some_and(|n| n > limit) {
         return Err(ApiError::payload_too_large(limit));
     }
@@ -120,6 +128,15 @@ pub(crate) async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Byte
         }
         Err(e) => Err(ApiError::invalid_request(format!("could not read the request body: {e}"))),
     }
+}
+
+/// `403 quota_exceeded` for an upload that passed `received` bytes while the tenant allows
+/// `limit` per file and has `room` left in its storage.
+pub(crate) fn upload_over_quota(received: u64, limit: u64, room: u64) -> ApiError {
+    ApiError::from(maas_registry::Error::QuotaExceeded(format!(
+        "the upload is at least {received} bytes: more than the tenant's max_model_bytes ({limit}) \
+         or its remaining storage ({room} bytes left of max_storage_bytes)"
+    )))
 }
 
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {
@@ -150,8 +167,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if let Route::Invoke { function, .. } = &route {
         span.record("function", function.as_str());
     }
+    let leftover = Leftover::default();
+    let req = req.map(|body| RequestBody::new(body, leftover.clone()));
     let mut response =
         dispatch(&app, route, req, &request_id).instrument(span.clone()).await.unwrap_or_else(ApiError::into_response);
+    // A refusal decided before the body was read: let the client finish sending a small one,
+    // so that it reads this answer rather than a broken pipe.
+    leftover.drain().await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -189,16 +211,18 @@ fn route_name(route: &Route) -> &'static str {
         Route::Readyz => "readyz",
         Route::Metrics => "metrics",
         Route::Tenants | Route::Tenant(_) => "tenants",
+        Route::Audit => "audit",
         Route::Keys(_) | Route::Key(..) => "keys",
         Route::Models(_) | Route::Model(..) | Route::ModelVersion(..) => "models",
         Route::Components(_) => "components",
         Route::Functions(_) | Route::Function(..) => "functions",
         Route::Invoke { .. } => "invoke",
+        Route::OipLive | Route::OipReady | Route::OipServer | Route::OipModel { .. } => "oip",
         Route::NotFound => "not_found",
     }
 }
 
-async fn dispatch(app: &Arc<App>, route: Route, req: Request<Incoming>, request_id: &str) -> ApiResult {
+async fn dispatch(app: &Arc<App>, route: Route, req: Request<RequestBody>, request_id: &str) -> ApiResult {
     let method = req.method().clone();
     match (&route, &method) {
         (Route::Healthz, &Method::GET) => {
@@ -207,14 +231,27 @@ async fn dispatch(app: &Arc<App>, route: Route, req: Request<Incoming>, request_
         (Route::Readyz, &Method::GET) => {
             return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ready"})));
         }
+        (Route::OipLive, &Method::GET) => return Ok(json_response(StatusCode::OK, &serde_json::json!({"live": true}))),
+        (Route::OipReady, &Method::GET) => {
+            return Ok(json_response(StatusCode::OK, &serde_json::json!({"ready": true})));
+        }
         _ => {}
     }
     let principal = app.auth.authenticate(&app.registry, req.headers())?;
-    if let Route::Invoke { tenant, function, rest } = route {
-        return invoke::invoke(app, principal, &tenant, &function, rest, req, request_id).await;
+    // Invocations are admitted (rate, concurrency) by the invocation path itself.
+    match route {
+        Route::Invoke { tenant, function, rest } => {
+            return invoke::invoke(app, principal, &tenant, &function, rest, req, request_id).await;
+        }
+        Route::OipModel { model, version, action: OipAction::Infer } if method == Method::POST => {
+            return oip::infer(app, &principal, &model, version.as_deref(), req, request_id).await;
+        }
+        _ => {}
     }
-    if matches!(principal, Principal::Anonymous) {
-        return Err(ApiError::unauthenticated());
+    match &principal {
+        Principal::Anonymous => return Err(ApiError::unauthenticated()),
+        Principal::Key(key, quota) => app.admission.charge(&key.tenant, quota)?,
+        Principal::Admin => {}
     }
     let p = &principal;
     match (route, method) {
@@ -227,6 +264,7 @@ async fn dispatch(app: &Arc<App>, route: Route, req: Request<Incoming>, request_
         (Route::Tenant(t), Method::GET) => tenants::show(app, p, &t),
         (Route::Tenant(t), Method::PATCH) => tenants::update(app, p, &t, req).await,
         (Route::Tenant(t), Method::DELETE) => tenants::delete(app, p, &t),
+        (Route::Audit, Method::GET) => audit::list(app, p, &req),
         (Route::Keys(t), Method::POST) => tenants::create_key(app, p, &t, req).await,
         (Route::Keys(t), Method::GET) => tenants::list_keys(app, p, &t),
         (Route::Key(t, id), Method::DELETE) => tenants::revoke_key(app, p, &t, &id),
@@ -242,6 +280,13 @@ async fn dispatch(app: &Arc<App>, route: Route, req: Request<Incoming>, request_
         (Route::Function(t, f), Method::PUT) => functions::deploy(app, p, &t, &f, req).await,
         (Route::Function(t, f), Method::GET) => functions::show(app, p, &t, &f, &req),
         (Route::Function(t, f), Method::DELETE) => functions::delete(app, p, &t, &f),
+        (Route::OipServer, Method::GET) => oip::server(p),
+        (Route::OipModel { model, version, action: OipAction::Metadata }, Method::GET) => {
+            oip::metadata(app, p, &model, version.as_deref())
+        }
+        (Route::OipModel { model, version, action: OipAction::Ready }, Method::GET) => {
+            oip::ready(app, p, &model, version.as_deref())
+        }
         (Route::NotFound, _) => Err(ApiError::not_found("no such route")),
         (_, method) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use maas_registry::{ModelVersion, TensorSpec};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{App, declared_length, empty, json_response, require_tenant};
+use super::body::RequestBody;
+use super::{App, declared_length, empty, json_response, require_tenant, upload_over_quota};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::inference::{self, LoadedModel};
@@ -41,15 +41,15 @@ pub(super) async fn upload(
     p: &Principal,
     tenant: &str,
     name: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> ApiResult {
     p.require_owner(tenant)?;
     let quota = require_tenant(app, tenant)?.quota;
-    maas_registry::validate_model_name(name)?;
+    // Refused before a byte is stored when the declared size (or, without one, the model
+    // count) already breaks a quota; the stream and the commit check again.
+    app.registry.check_model_upload(tenant, name, declared_length(&req).unwrap_or(0))?;
     let limit = quota.max_model_bytes;
-    if declared_length(&req).is_some_and(|n| n > limit) {
-        return Err(ApiError::payload_too_large(limit));
-    }
+    let room = quota.max_storage_bytes.saturating_sub(app.registry.storage_bytes(tenant)?);
 
     // The body streams into the registry chunk by chunk on a blocking thread; memory stays
     // bounded by the channel, not by the model's size.
@@ -66,8 +66,8 @@ pub(super) async fn upload(
             let frame = frame.map_err(|e| ApiError::invalid_request(format!("could not read the upload: {e}")))?;
             let Ok(data) = frame.into_data() else { continue };
             received += data.len() as u64;
-            if received > limit {
-                return Err(ApiError::payload_too_large(limit));
+            if received > limit || received > room {
+                return Err(upload_over_quota(received, limit, room));
             }
             if tx.send(Piece::Data(data)).await.is_err() {
                 break; // the writer failed; its error is reported below
@@ -85,6 +85,14 @@ pub(super) async fn upload(
     let version = stored?;
     app.scaler.model_changed(tenant, name);
     tracing::info!(tenant, model = name, version = version.version, size_bytes = version.size_bytes, "model uploaded");
+    let target = format!("{name}@{}", version.version);
+    app.audit(
+        p,
+        "model.upload",
+        Some(tenant),
+        &target,
+        json!({ "sha256": version.sha256, "size_bytes": version.size_bytes }),
+    );
     Ok(json_response(StatusCode::CREATED, &version_view(&version)))
 }
 
@@ -170,5 +178,7 @@ pub(super) fn delete(app: &Arc<App>, p: &Principal, tenant: &str, name: &str, ve
     let version = parse_version(version)?;
     app.registry.delete_model(tenant, name, version)?;
     tracing::info!(tenant, model = name, version, "model deleted");
+    let target = version.map_or_else(|| name.to_string(), |v| format!("{name}@{v}"));
+    app.audit(p, "model.delete", Some(tenant), &target, json!({}));
     Ok(empty(StatusCode::NO_CONTENT))
 }

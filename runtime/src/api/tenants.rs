@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use maas_registry::{QuotaPatch, Role, Tenant};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::RequestBody;
 use super::{App, empty, json_response, parse_json, read_body, require_tenant};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -49,11 +49,12 @@ fn view(app: &App, tenant: &Tenant) -> Result<serde_json::Value, ApiError> {
     Ok(value)
 }
 
-pub(super) async fn create(app: &Arc<App>, p: &Principal, req: Request<Incoming>) -> ApiResult {
+pub(super) async fn create(app: &Arc<App>, p: &Principal, req: Request<RequestBody>) -> ApiResult {
     p.require_admin()?;
     let body: CreateTenant = parse_json(&read_body(req, ADMIN_BODY_LIMIT).await?)?;
     let tenant = app.registry.create_tenant(&body.name, body.quota)?;
     tracing::info!(tenant = %tenant.name, "tenant created");
+    app.audit(p, "tenant.create", Some(&tenant.name), &tenant.name, json!({ "quota": tenant.quota }));
     Ok(json_response(StatusCode::CREATED, &view(app, &tenant)?))
 }
 
@@ -65,16 +66,18 @@ pub(super) fn list(app: &Arc<App>, p: &Principal) -> ApiResult {
 }
 
 pub(super) fn show(app: &Arc<App>, p: &Principal, tenant: &str) -> ApiResult {
-    p.require_owner(tenant)?;
+    p.require_admin()?;
     let t = require_tenant(app, tenant)?;
     Ok(json_response(StatusCode::OK, &view(app, &t)?))
 }
 
-pub(super) async fn update(app: &Arc<App>, p: &Principal, tenant: &str, req: Request<Incoming>) -> ApiResult {
+pub(super) async fn update(app: &Arc<App>, p: &Principal, tenant: &str, req: Request<RequestBody>) -> ApiResult {
     p.require_admin()?;
     let body: UpdateTenant = parse_json(&read_body(req, ADMIN_BODY_LIMIT).await?)?;
+    let detail = json!({ "quota": body.quota, "suspended": body.suspended });
     let t = app.registry.update_tenant(tenant, body.quota, body.suspended)?;
     tracing::info!(tenant = %t.name, suspended = t.suspended, "tenant updated");
+    app.audit(p, "tenant.update", Some(tenant), tenant, detail);
     Ok(json_response(StatusCode::OK, &view(app, &t)?))
 }
 
@@ -82,16 +85,19 @@ pub(super) fn delete(app: &Arc<App>, p: &Principal, tenant: &str) -> ApiResult {
     p.require_admin()?;
     app.registry.delete_tenant(tenant)?;
     app.scaler.tenant_removed(tenant);
+    app.admission.forget(tenant);
     tracing::info!(tenant, "tenant deleted");
+    app.audit(p, "tenant.delete", Some(tenant), tenant, json!({}));
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-pub(super) async fn create_key(app: &Arc<App>, p: &Principal, tenant: &str, req: Request<Incoming>) -> ApiResult {
+pub(super) async fn create_key(app: &Arc<App>, p: &Principal, tenant: &str, req: Request<RequestBody>) -> ApiResult {
     p.require_owner(tenant)?;
     require_tenant(app, tenant)?;
     let body: CreateKey = parse_json(&read_body(req, ADMIN_BODY_LIMIT).await?)?;
     let (info, secret) = app.registry.create_key(tenant, body.role, body.label)?;
     tracing::info!(tenant, key_id = %info.id, role = info.role.as_str(), "key created");
+    app.audit(p, "key.create", Some(tenant), &info.id, json!({ "role": info.role.as_str(), "label": info.label }));
     let mut value = serde_json::to_value(&info).map_err(ApiError::internal)?;
     value["key"] = json!(secret);
     Ok(json_response(StatusCode::CREATED, &value))
@@ -109,5 +115,6 @@ pub(super) fn revoke_key(app: &Arc<App>, p: &Principal, tenant: &str, id: &str) 
     require_tenant(app, tenant)?;
     app.registry.revoke_key(tenant, id)?;
     tracing::info!(tenant, key_id = id, "key revoked");
+    app.audit(p, "key.revoke", Some(tenant), id, json!({}));
     Ok(empty(StatusCode::NO_CONTENT))
 }

@@ -36,11 +36,11 @@ pub struct ModelCache {
 impl ModelCache {
     /// The loaded model for `key`, loading it with `bytes` when no warm function holds it.
     /// Runs on a blocking thread: loading parses and optimizes.
-    pub fn get_or_load(
+    pub fn get_or_load<E: From<InferenceError>>(
         &self,
         key: &ModelKey,
-        bytes: impl FnOnce() -> Result<Vec<u8>, InferenceError>,
-    ) -> Result<Arc<LoadedModel>, InferenceError> {
+        bytes: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Arc<LoadedModel>, E> {
         if let Some(model) = self.get(key) {
             return Ok(model);
         }

@@ -2,8 +2,10 @@
 //! tract inference. One test binary; one module per area.
 
 mod isolation;
+mod oip;
 mod platform;
 mod scale;
+mod security;
 
 use maas_tests::{Client, Response, TestServer};
 use serde_json::{Value, json};

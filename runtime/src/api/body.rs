@@ -1,0 +1,86 @@
+//! The request body as handlers see it: hyper's body, plus a way to get back what a handler
+//! left unread.
+//!
+//! Many refusals (401, 403, 413, 429, quota) are decided before the body is read. Closing the
+//! connection on a client that is still sending makes most clients report a broken pipe
+//! instead of the answer. So a handler that drops an unfinished body hands it back here, and
+//! [`super::handle`] reads and discards a small remainder ([`DRAIN_LIMIT`], briefly) before
+//! the answer goes out. A larger one is not read: the connection closes.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+/// Most unread body bytes discarded to let a refused client read its answer.
+pub const DRAIN_LIMIT: u64 = 1 << 20;
+/// Longest time spent discarding them.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// A request body that returns itself to its [`Leftover`] when dropped unfinished.
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    finished: bool,
+    leftover: Leftover,
+}
+
+/// Where an unfinished [`RequestBody`] goes when dropped.
+#[derive(Clone, Default)]
+pub struct Leftover(Arc<Mutex<Option<Incoming>>>);
+
+impl RequestBody {
+    /// Wraps `body`; an unread rest ends up in `leftover`.
+    pub fn new(body: Incoming, leftover: Leftover) -> Self {
+        Self { inner: Some(body), finished: false, leftover }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        let polled = Pin::new(inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.finished = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map(Body::size_hint).unwrap_or_default()
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !self.finished
+            && !inner.is_end_stream()
+        {
+            *self.leftover.0.lock().expect("leftover lock") = Some(inner);
+        }
+    }
+}
+
+impl Leftover {
+    /// Reads and discards what the handler left unread, when it is small enough.
+    pub async fn drain(&self) {
+        let Some(body) = self.0.lock().expect("leftover lock").take() else { return };
+        if body.size_hint().lower() > DRAIN_LIMIT {
+            return;
+        }
+        let mut limited = http_body_util::Limited::new(body, DRAIN_LIMIT as usize);
+        let _ = tokio::time::timeout(DRAIN_TIME, async { while let Some(Ok(_)) = limited.frame().await {} }).await;
+    }
+}
