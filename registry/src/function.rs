@@ -35,9 +35,10 @@ const MAX_IDLE_TIMEOUT_S: u64 = 7 * 24 * 3600;
 ///  "config": {"<key>": "<value>"},
 ///  "limits": {"memory_mb": 64, "timeout_ms": 2000, "max_concurrency": 8},
 ///  "scale":  {"idle_timeout_s": 60},
-///  "public": false}
+///  "public": false,
+///  "require_audit": {"min_disparate_impact": 0.8}}
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// `builtin:<name>` (one of [`KNOWN_BUILTINS`]) or `sha256:<64 lowercase hex>` of an uploaded component.
@@ -57,6 +58,18 @@ pub struct Manifest {
     /// Whether invoking needs no key.
     #[serde(default)]
     pub public: bool,
+    /// A fairness gate: deploying is refused unless every model version the manifest names has a
+    /// latest audit that meets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_audit: Option<RequireAudit>,
+}
+
+/// What a model version's latest fairness audit must show for a function to deploy on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireAudit {
+    /// Lowest acceptable `disparate_impact_ratio` (0.8 is the four-fifths rule).
+    pub min_disparate_impact: f64,
 }
 
 /// Per-instance limits of a function.
@@ -230,6 +243,11 @@ impl Manifest {
         if !(1..=MAX_IDLE_TIMEOUT_S).contains(&self.scale.idle_timeout_s) {
             return bad(format!("scale.idle_timeout_s must be between 1 and {MAX_IDLE_TIMEOUT_S}"));
         }
+        if let Some(gate) = &self.require_audit
+            && !(gate.min_disparate_impact.is_finite() && gate.min_disparate_impact >= 0.0)
+        {
+            return bad("require_audit.min_disparate_impact must be a finite number ≥ 0".into());
+        }
         Ok(())
     }
 
@@ -240,7 +258,7 @@ impl Manifest {
 }
 
 /// A deployed function.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FunctionRecord {
     /// The owning tenant.
     pub tenant: String,
@@ -269,13 +287,15 @@ impl Registry {
         let t = self.require_tenant(tenant)?;
         manifest.validate(&t.quota)?;
         for (alias, r) in manifest.model_refs()? {
-            let found = self.model_version(tenant, &r.name, r.version)?.is_some();
-            if !found {
+            let Some(found) = self.model_version(tenant, &r.name, r.version)? else {
                 let what = match r.version {
                     Some(v) => format!("model {:?} version {v}", r.name),
                     None => format!("model {:?}", r.name),
                 };
                 return Err(Error::InvalidManifest(format!("models.{alias}: {what} not found in tenant {tenant:?}")));
+            };
+            if let Some(gate) = &manifest.require_audit {
+                self.check_audit_gate(tenant, &found, gate)?;
             }
         }
         if let ComponentRef::Digest(d) = ComponentRef::parse(&manifest.component)?

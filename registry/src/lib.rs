@@ -70,6 +70,7 @@ mod names;
 mod store;
 mod tenant;
 mod time;
+mod trust;
 mod usage;
 
 use std::collections::HashMap;
@@ -80,11 +81,12 @@ pub use audit::{AUDIT_RETENTION, AuditEntry};
 pub use blob::{BlobReader, BlobRef, BlobWriter, CHUNK_SIZE};
 pub use component::ComponentRecord;
 pub use error::{Error, Result};
-pub use function::{ComponentRef, FunctionRecord, KNOWN_BUILTINS, Limits, Manifest, ModelRef, Scale};
+pub use function::{ComponentRef, FunctionRecord, KNOWN_BUILTINS, Limits, Manifest, ModelRef, RequireAudit, Scale};
 pub use keys::{KeyInfo, Role};
 pub use model::{DATATYPES, ModelSummary, ModelVersion, TensorSpec};
 pub use names::{validate_alias, validate_function_name, validate_model_name, validate_tenant_name};
 pub use tenant::{Quota, QuotaPatch, Tenant};
+pub use trust::{MAX_CARD_FIELD, ModelCard};
 pub use usage::{Usage, UsageRecord};
 
 use crypto::Crypto;

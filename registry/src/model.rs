@@ -85,7 +85,7 @@ pub struct ModelSummary {
     pub versions: Vec<ModelVersion>,
 }
 
-fn version_key(tenant: &str, name: &str, version: u32) -> Vec<u8> {
+pub(crate) fn version_key(tenant: &str, name: &str, version: u32) -> Vec<u8> {
     key(&[tenant.as_bytes(), name.as_bytes(), &version.to_be_bytes()])
 }
 
@@ -268,6 +268,7 @@ impl Registry {
             let Some(latest) = versions.last().map(|v| v.version) else {
                 return Err(not_found());
             };
+            let count = versions.len();
             let doomed: Vec<ModelVersion> = match version {
                 None => versions,
                 Some(v) => {
@@ -308,6 +309,8 @@ impl Registry {
                 batch.remove(T::Models, version_key(tenant, name, m.version));
                 batch.remove(T::BlobRefs, m.blob.id.to_be_bytes());
             }
+            let all = version.is_none() || doomed.len() == count;
+            Registry::trust_removals(&mut batch, tenant, name, &doomed, all);
             self.trees().apply(&batch)?;
             doomed
         };

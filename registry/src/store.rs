@@ -44,10 +44,14 @@ pub(crate) enum T {
     Usage,
     /// sequence number (u64 BE) → `AuditEntry`; kept when its tenant is deleted.
     Audit,
+    /// tenant SEP model SEP version (u32 BE) → the latest fairness audit of that version (JSON).
+    ModelAudits,
+    /// tenant SEP model → `ModelCard`.
+    Cards,
 }
 
 impl T {
-    pub(crate) const ALL: [T; 13] = [
+    pub(crate) const ALL: [T; 15] = [
         T::Meta,
         T::Tenants,
         T::Keys,
@@ -61,6 +65,8 @@ impl T {
         T::BlobRefs,
         T::Usage,
         T::Audit,
+        T::ModelAudits,
+        T::Cards,
     ];
 
     fn name(self) -> &'static str {
@@ -78,6 +84,8 @@ impl T {
             T::BlobRefs => "blob_refs",
             T::Usage => "usage",
             T::Audit => "audit",
+            T::ModelAudits => "model_audits",
+            T::Cards => "cards",
         }
     }
 

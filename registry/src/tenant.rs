@@ -49,6 +49,9 @@ pub struct Quota {
     pub max_timeout_ms: u64,
     /// Largest request body, bytes, at least 1. Default 16 MiB.
     pub max_request_bytes: u64,
+    /// Energy the tenant may spend per UTC day, joules (metered CPU time × watts per core);
+    /// `None` (the default): no budget.
+    pub max_energy_joules_per_day: Option<f64>,
 }
 
 impl Default for Quota {
@@ -63,6 +66,7 @@ impl Default for Quota {
             max_memory_mb: 512,
             max_timeout_ms: 30_000,
             max_request_bytes: 16 * MIB,
+            max_energy_joules_per_day: None,
         }
     }
 }
@@ -85,6 +89,7 @@ impl Quota {
             max_memory_mb,
             max_timeout_ms,
             max_request_bytes,
+            max_energy_joules_per_day,
         } = patch;
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = $f { q.$f = *v; } )* };
@@ -100,6 +105,9 @@ impl Quota {
             max_timeout_ms,
             max_request_bytes
         );
+        if let Some(budget) = max_energy_joules_per_day {
+            q.max_energy_joules_per_day = *budget;
+        }
         q.validate()?;
         Ok(q)
     }
@@ -121,6 +129,9 @@ impl Quota {
         }
         if self.max_request_bytes == 0 {
             return bad("max_request_bytes", "at least 1");
+        }
+        if self.max_energy_joules_per_day.is_some_and(|j| !(j.is_finite() && j > 0.0)) {
+            return bad("max_energy_joules_per_day", "a finite number greater than 0, or null for no budget");
         }
         Ok(())
     }
@@ -157,6 +168,14 @@ pub struct QuotaPatch {
     /// See [`Quota::max_request_bytes`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_request_bytes: Option<u64>,
+    /// See [`Quota::max_energy_joules_per_day`]: absent leaves it, `null` removes the budget.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub max_energy_joules_per_day: Option<Option<f64>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, by `default`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 pub(crate) fn tenant_not_found(name: &str) -> Error {
@@ -242,7 +261,9 @@ impl Registry {
             blobs.extend(components.into_iter().map(|c| c.blob));
             let artifacts: Vec<crate::component::ArtifactRecord> = trees.scan_json(T::Artifacts, &p)?;
             blobs.extend(artifacts.into_iter().map(|a| a.blob));
-            for t in [T::Models, T::ModelSeq, T::Components, T::Artifacts, T::Functions, T::Usage] {
+            for t in
+                [T::Models, T::ModelSeq, T::Components, T::Artifacts, T::Functions, T::Usage, T::ModelAudits, T::Cards]
+            {
                 for k in trees.scan_keys(t, &p)? {
                     batch.remove(t, k.to_vec());
                 }

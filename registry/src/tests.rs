@@ -165,6 +165,8 @@ fn populate(reg: &Registry, t: &str) -> String {
     let one = Usage { invocations: 1, ..Default::default() };
     reg.add_usage(t, "2025-01-01", Some("f"), &one).unwrap();
     reg.add_usage(t, "2025-01-01", None, &one).unwrap();
+    reg.put_card(t, "m", &ModelCard { description: Some("d".into()), ..Default::default() }).unwrap();
+    reg.put_model_audit(t, "m", 1, &serde_json::json!({ "disparate_impact_ratio": 0.9 })).unwrap();
     secret
 }
 
@@ -991,4 +993,70 @@ fn audit_trail_is_newest_first_filtered_and_durable() {
     reg.create_tenant("acme", None).unwrap();
     reg.delete_tenant("acme").unwrap();
     assert_eq!(reg.audit(Some("acme"), None, 100).unwrap().len(), 2);
+}
+
+#[test]
+fn audit_gate_refuses_missing_or_failing_audits() {
+    let (_dir, reg) = open();
+    reg.create_tenant("acme", None).unwrap();
+    model(&reg, "acme", "m", &data(10, 1)).unwrap();
+    let gated = |min: f64| {
+        manifest(&format!(
+            r#"{{"component": "builtin:tensor", "models": {{"model": "m"}}, "require_audit": {{"min_disparate_impact": {min}}}}}"#
+        ))
+    };
+    let Err(Error::Conflict(msg)) = reg.put_function("acme", "f", gated(0.8)) else { panic!("no audit: deployed") };
+    assert!(msg.contains("no fairness audit"), "{msg}");
+    let audit =
+        serde_json::json!({ "disparate_impact_ratio": 0.5, "statistical_parity_difference": -0.4, "audited_at": "t" });
+    reg.put_model_audit("acme", "m", 1, &audit).unwrap();
+    let Err(Error::Conflict(msg)) = reg.put_function("acme", "f", gated(0.8)) else {
+        panic!("failing audit: deployed")
+    };
+    assert!(msg.contains("0.5000") && msg.contains("-0.4") && msg.contains("0.8"), "{msg}");
+    assert!(reg.put_function("acme", "f", gated(0.5)).is_ok());
+    // A new version has no audit of its own: the gate looks at the version the manifest names.
+    model(&reg, "acme", "m", &data(10, 2)).unwrap();
+    assert!(matches!(reg.put_function("acme", "g", gated(0.5)), Err(Error::Conflict(_))));
+    assert!(reg.put_model_audit("acme", "m", 9, &audit).is_err());
+}
+
+#[test]
+fn cards_and_audits_go_with_their_model() {
+    let (_dir, reg) = open();
+    reg.create_tenant("acme", None).unwrap();
+    let card = ModelCard { intended_use: Some("tests".into()), ..Default::default() };
+    assert!(matches!(reg.put_card("acme", "m", &card), Err(Error::NotFound(_))));
+    model(&reg, "acme", "m", &data(10, 1)).unwrap();
+    model(&reg, "acme", "m", &data(10, 2)).unwrap();
+    reg.put_card("acme", "m", &card).unwrap();
+    let audit = serde_json::json!({ "disparate_impact_ratio": 1.0 });
+    reg.put_model_audit("acme", "m", 1, &audit).unwrap();
+    reg.put_model_audit("acme", "m", 2, &audit).unwrap();
+    assert_eq!(reg.card("acme", "m").unwrap(), Some(card.clone()));
+
+    reg.delete_model("acme", "m", Some(1)).unwrap();
+    assert_eq!(reg.model_audit("acme", "m", 1).unwrap(), None);
+    assert_eq!(reg.model_audit("acme", "m", 2).unwrap(), Some(audit));
+    assert_eq!(reg.card("acme", "m").unwrap(), Some(card));
+    reg.delete_model("acme", "m", Some(2)).unwrap();
+    assert_eq!(reg.card("acme", "m").unwrap(), None);
+    let long = ModelCard { license: Some("x".repeat(MAX_CARD_FIELD + 1)), ..Default::default() };
+    assert!(matches!(reg.put_card("acme", "m", &long), Err(Error::InvalidRequest(_))));
+}
+
+#[test]
+fn energy_budget_is_optional_and_can_be_removed() {
+    let (_dir, reg) = open();
+    let t = reg.create_tenant("acme", None).unwrap();
+    assert_eq!(t.quota.max_energy_joules_per_day, None);
+    let set: QuotaPatch = serde_json::from_str(r#"{"max_energy_joules_per_day": 5.5}"#).unwrap();
+    let t = reg.update_tenant("acme", Some(set), None).unwrap();
+    assert_eq!(t.quota.max_energy_joules_per_day, Some(5.5));
+    let keep: QuotaPatch = serde_json::from_str(r#"{"max_models": 3}"#).unwrap();
+    assert_eq!(reg.update_tenant("acme", Some(keep), None).unwrap().quota.max_energy_joules_per_day, Some(5.5));
+    let clear: QuotaPatch = serde_json::from_str(r#"{"max_energy_joules_per_day": null}"#).unwrap();
+    assert_eq!(reg.update_tenant("acme", Some(clear), None).unwrap().quota.max_energy_joules_per_day, None);
+    let bad: QuotaPatch = serde_json::from_str(r#"{"max_energy_joules_per_day": -1}"#).unwrap();
+    assert!(matches!(reg.update_tenant("acme", Some(bad), None), Err(Error::InvalidRequest(_))));
 }

@@ -9,6 +9,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::host::HostConfig;
+use crate::metering::EnergyModel;
 
 /// Everything `maas serve` can be told.
 #[derive(Clone, Debug)]
@@ -28,6 +29,9 @@ pub struct Config {
     pub max_blocking: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How metered CPU time becomes energy and CO2e (`MAAS_WATTS_PER_CORE`,
+    /// `MAAS_GRID_GCO2E_PER_KWH`).
+    pub energy: EnergyModel,
 }
 
 impl Config {
@@ -42,6 +46,7 @@ impl Config {
             host: HostConfig::default(),
             max_blocking: (cores * 4).max(8),
             shutdown_grace: Duration::from_secs(30),
+            energy: EnergyModel::default(),
         }
     }
 }

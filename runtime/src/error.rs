@@ -11,6 +11,7 @@ use maas_registry::Error as RegistryError;
 
 use crate::host::{InvalidComponent, InvokeError};
 use crate::inference::InferenceError;
+use crate::trust::TrustError;
 
 /// An error answer: status, machine-readable code and a message for people.
 #[derive(Debug, Clone)]
@@ -120,6 +121,17 @@ impl From<InferenceError> for ApiError {
             }
             InferenceError::InvalidInput(m) => Self::new(StatusCode::BAD_REQUEST, "invalid_input", m),
             InferenceError::Failed(m) => Self::internal(format!("inference failed: {m}")),
+        }
+    }
+}
+
+impl From<TrustError> for ApiError {
+    fn from(e: TrustError) -> Self {
+        match e {
+            TrustError::InvalidRequest(m) => Self::invalid_request(m),
+            TrustError::Inference(e) => e.into(),
+            TrustError::DeadlineExceeded => Self::new(StatusCode::GATEWAY_TIMEOUT, "function_timeout", e.to_string()),
+            other => Self::internal(other),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! 3. [`host`] instantiates a fresh store per request on the blocking pool, with the
 //!    manifest's memory limit and timeout;
 //! 4. the guest's `infer` calls run in [`inference`] on `Arc`-shared plans;
+//!    [`metering`] charges the CPU time, energy and CO2e to the tenant;
 //! 5. errors of every layer become the contract's JSON in [`error`].
 //!
 //! Embedding (what `maas serve` does):
@@ -35,9 +36,11 @@ pub mod config;
 pub mod error;
 pub mod host;
 pub mod inference;
+pub mod metering;
 pub mod routes;
 pub mod scale;
 pub mod server;
+pub mod trust;
 
 pub use config::Config;
 pub use server::{Server, shutdown_signal};

@@ -26,6 +26,21 @@ pub enum Route {
     Model(String, String),
     /// `/v1/tenants/{t}/models/{m}/versions/{v}`
     ModelVersion(String, String, String),
+    /// `/v1/tenants/{t}/usage`
+    Usage(String),
+    /// `/v1/tenants/{t}/models/{m}/card`
+    ModelCard(String, String),
+    /// `/v1/tenants/{t}/models/{m}[/versions/{v}]/explain` or `/audit`.
+    ModelTrust {
+        /// Tenant.
+        tenant: String,
+        /// Model.
+        model: String,
+        /// Version, when the path names one.
+        version: Option<String>,
+        /// Explain or audit.
+        action: TrustAction,
+    },
     /// `/v1/tenants/{t}/components`
     Components(String),
     /// `/v1/tenants/{t}/functions`
@@ -60,6 +75,15 @@ pub enum Route {
     NotFound,
 }
 
+/// What a model's trust path asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustAction {
+    /// `.../explain`: attributions of one prediction.
+    Explain,
+    /// `.../audit`: a fairness audit over a labelled batch.
+    Audit,
+}
+
 /// What an Open Inference Protocol model path asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OipAction {
@@ -86,6 +110,12 @@ impl Route {
         }
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let s = |i: usize| segments[i].to_string();
+        let trust = |tenant: &str, model: &str, version: Option<&str>, action: &str| Route::ModelTrust {
+            tenant: tenant.to_string(),
+            model: model.to_string(),
+            version: version.map(str::to_string),
+            action: if action == "explain" { TrustAction::Explain } else { TrustAction::Audit },
+        };
         let oip = |model: &str, version: Option<&str>, action| Route::OipModel {
             model: model.to_string(),
             version: version.map(str::to_string),
@@ -113,6 +143,12 @@ impl Route {
             ["v1", "tenants", _, "models", _] => Route::Model(s(2), s(4)),
             ["v1", "tenants", _, "models", _, "versions", _] => Route::ModelVersion(s(2), s(4), s(6)),
             ["v1", "tenants", _, "components"] => Route::Components(s(2)),
+            ["v1", "tenants", _, "usage"] => Route::Usage(s(2)),
+            ["v1", "tenants", _, "models", _, "card"] => Route::ModelCard(s(2), s(4)),
+            ["v1", "tenants", t, "models", m, action @ ("explain" | "audit")] => trust(t, m, None, action),
+            ["v1", "tenants", t, "models", m, "versions", v, action @ ("explain" | "audit")] => {
+                trust(t, m, Some(v), action)
+            }
             ["v1", "tenants", _, "functions"] => Route::Functions(s(2)),
             ["v1", "tenants", _, "functions", _] => Route::Function(s(2), s(4)),
             _ => Route::NotFound,
@@ -129,6 +165,9 @@ impl Route {
             | Route::Model(t, _)
             | Route::ModelVersion(t, _, _)
             | Route::Components(t)
+            | Route::Usage(t)
+            | Route::ModelCard(t, _)
+            | Route::ModelTrust { tenant: t, .. }
             | Route::Functions(t)
             | Route::Function(t, _)
             | Route::Invoke { tenant: t, .. } => Some(t),
@@ -139,7 +178,7 @@ impl Route {
 
 #[cfg(test)]
 mod tests {
-    use super::{OipAction, Route};
+    use super::{OipAction, Route, TrustAction};
 
     #[test]
     fn matches_contract_paths() {
@@ -161,6 +200,21 @@ mod tests {
         );
         assert_eq!(Route::of("/fn/acme"), Route::NotFound);
         assert_eq!(Route::of("/v2"), Route::OipServer);
+        assert_eq!(Route::of("/v1/tenants/acme/usage"), Route::Usage("acme".into()));
+        assert_eq!(Route::of("/v1/tenants/acme/models/m/card"), Route::ModelCard("acme".into(), "m".into()));
+        assert_eq!(
+            Route::of("/v1/tenants/acme/models/m/versions/2/audit"),
+            Route::ModelTrust {
+                tenant: "acme".into(),
+                model: "m".into(),
+                version: Some("2".into()),
+                action: TrustAction::Audit
+            }
+        );
+        assert!(matches!(
+            Route::of("/v1/tenants/acme/models/m/explain"),
+            Route::ModelTrust { action: TrustAction::Explain, version: None, .. }
+        ));
         assert_eq!(Route::of("/v2/health/live"), Route::OipLive);
         assert_eq!(
             Route::of("/v2/models/mlp/versions/3/infer"),

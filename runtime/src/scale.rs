@@ -35,6 +35,8 @@ pub struct Warm {
     pub model_labels: HashMap<String, String>,
     /// How long the cold start that built this state took.
     pub wake_time: Duration,
+    /// CPU time the cold start took (charged to the request that caused it).
+    pub wake_cpu: Duration,
 }
 
 /// One deployed function: its record, live counters and (when warm) its warm state.

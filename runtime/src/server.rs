@@ -60,6 +60,7 @@ impl Server {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let Server { app, listener, .. } = self;
         let reaper = app.scaler.spawn_reaper();
+        let flusher = app.meter.spawn_flusher(app.registry.clone());
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -99,9 +100,16 @@ impl Server {
             tracing::warn!("grace period over; closing remaining connections");
         }
         reaper.abort();
+        flusher.abort();
         let _ = reaper.await;
+        let _ = flusher.await;
         let app2 = app.clone();
-        tokio::task::spawn_blocking(move || app2.registry.flush()).await?.context("flushing the registry")?;
+        tokio::task::spawn_blocking(move || {
+            app2.meter.flush(&app2.registry);
+            app2.registry.flush()
+        })
+        .await?
+        .context("flushing the registry")?;
         Ok(())
     }
 }

@@ -185,7 +185,21 @@ impl Client {
 
     /// Sends a request with an optional body and content type.
     pub fn send(&self, method: &str, path: &str, body: Option<(&[u8], &str)>) -> Response {
+        self.send_with_headers(method, path, &[], body)
+    }
+
+    /// Sends a request with extra headers, an optional body and content type.
+    pub fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&[u8], &str)>,
+    ) -> Response {
         let mut request = self.agent.request(method, &format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
         if let Some(key) = &self.key {
             request = request.set("Authorization", &format!("Bearer {key}"));
         }

@@ -284,6 +284,33 @@ pub fn linear(weights: &[f32], bias: f32) -> Vec<u8> {
     encode(graph, "maas linear model: y = x.w + b")
 }
 
+/// An image-shaped linear model: input `"image"` FP32 `["N", channels, side, side]` → output
+/// `"score"` FP32 `["N", 1]` = Σ image ⊙ `weights` (Mul, Flatten, ReduceSum). `weights` has
+/// `channels · side · side` elements in NCHW order. For explanation heatmaps: the attribution of
+/// each pixel is known in closed form.
+pub fn image_linear(channels: usize, side: usize, weights: &[f32]) -> Vec<u8> {
+    let n = channels * side * side;
+    assert_eq!(weights.len(), n, "one weight per pixel and channel");
+    let (c, s) = (channels as i64, side as i64);
+    let graph = pb::GraphProto {
+        name: "image_linear".to_string(),
+        node: vec![
+            node("mul", "Mul", &["image", "w"], &["weighted"], vec![]),
+            node("flatten", "Flatten", &["weighted"], &["flat"], vec![attr_int("axis", 1)]),
+            node("sum", "ReduceSum", &["flat", "axes"], &["score"], vec![attr_int("keepdims", 1)]),
+        ],
+        initializer: vec![f32_init("w", &[1, channels, side, side], weights), i64_init("axes", &[1], &[1])],
+        input: vec![value_info(
+            "image",
+            DataType::Float,
+            &[Dim::Sym("N"), Dim::Fixed(c), Dim::Fixed(s), Dim::Fixed(s)],
+        )],
+        output: vec![value_info("score", DataType::Float, &[Dim::Sym("N"), Dim::Fixed(1)])],
+        ..Default::default()
+    };
+    encode(graph, "maas image model: score = sum(image * w)")
+}
+
 /// An integer-input model with two outputs of different types: input `"tokens"` INT64
 /// `["N", 4]` → `"sum"` INT64 `["N", 1]` (ReduceSum over axis 1, keepdims) and `"scaled"`
 /// FP32 `["N", 4]` (Cast to float, × 0.5). Outputs are listed in that order.
@@ -441,6 +468,7 @@ mod tests {
             linear(&[1.0, 2.0], 0.5),
             int64_model(),
             mlp_with_marker(1, &[7; 64]),
+            image_linear(3, 4, &[0.5; 48]),
         ];
         for dt in IDENTITY_DATATYPES {
             models.push(identity(dt).unwrap());

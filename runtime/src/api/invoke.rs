@@ -15,6 +15,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::host::{self, BoundModel, Capabilities, Limits};
 use crate::inference::ModelKey;
+use crate::metering::{Sample, thread_cpu};
 use crate::scale::{Slot, Warm};
 
 pub(super) async fn invoke(
@@ -68,12 +69,15 @@ pub(super) async fn run(
     request_id: &str,
     started: Instant,
 ) -> ApiResult {
-    let tenant = &slot.record().tenant;
+    let record = slot.record();
+    let tenant = &record.tenant;
+    app.meter.check_budget(&app.registry, tenant, quota)?;
     // The permits are held until the response is built.
     let _admitted = app.admission.enter(tenant, quota)?;
     let running = app.scaler.begin(slot)?;
 
     let mut cold = false;
+    let mut sample = Sample::default();
     let result = async {
         let (parts, body) = req.into_parts();
         let body = read_body(Request::from_parts(parts.clone(), body), quota.max_request_bytes).await?;
@@ -89,6 +93,7 @@ pub(super) async fn run(
             .await?;
         cold = was_cold;
         if cold {
+            sample.cpu += warm.wake_cpu;
             app.metrics.cold_starts.fetch_add(1, Ordering::Relaxed);
             app.metrics.cold_start_us_total.fetch_add(warm.wake_time.as_micros() as u64, Ordering::Relaxed);
         }
@@ -105,10 +110,17 @@ pub(super) async fn run(
             body: body.to_vec(),
         };
         let (app2, warm2) = (app.clone(), warm.clone());
-        let outcome =
-            app.blocking(move || app2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, guest_request)).await?;
+        let (outcome, cpu) = app
+            .blocking(move || {
+                let cpu = thread_cpu();
+                let outcome = app2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, guest_request);
+                (outcome, thread_cpu().saturating_sub(cpu))
+            })
+            .await?;
+        sample.cpu += cpu;
         app.metrics.invocations.fetch_add(1, Ordering::Relaxed);
         let (response, report) = outcome?;
+        sample.inference_cpu = report.inference_cpu;
         app.metrics.inference_us_total.fetch_add(report.inference.as_micros() as u64, Ordering::Relaxed);
         let models: Vec<&str> =
             report.models_used.iter().filter_map(|alias| warm.model_labels.get(alias).map(String::as_str)).collect();
@@ -116,6 +128,13 @@ pub(super) async fn run(
     }
     .await;
     running.finish(result.is_err());
+    sample.wall = started.elapsed();
+    sample.cold_start = cold;
+    sample.error = result.is_err();
+    // Implicit functions (OIP) have names no deployed function can have: their usage is the
+    // tenant's direct inference.
+    let function = Some(record.name.as_str()).filter(|name| maas_registry::validate_function_name(name).is_ok());
+    let joules = app.meter.record(tenant, function, &sample);
 
     // Platform headers go on every invocation response, errors included.
     let (mut response, models) = result.unwrap_or_else(|e| {
@@ -125,6 +144,7 @@ pub(super) async fn run(
     let headers = response.headers_mut();
     headers.insert("x-maas-cold-start", HeaderValue::from_static(if cold { "true" } else { "false" }));
     headers.insert("x-maas-duration-us", HeaderValue::from(started.elapsed().as_micros() as u64));
+    headers.insert("x-maas-energy-uj", HeaderValue::from((joules * 1e6).round() as u64));
     if !models.is_empty()
         && let Ok(value) = HeaderValue::from_str(&models)
     {
@@ -154,7 +174,7 @@ fn to_http(r: host::Response) -> Result<Response<Body>, ApiError> {
 /// The cold start: load the component (deserializing its stored artifact), link it, and
 /// load the models the manifest names. Runs on a blocking thread.
 fn wake(app: &App, record: &FunctionRecord) -> Result<Warm, ApiError> {
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), thread_cpu());
     let tenant = &record.tenant;
     let manifest = &record.manifest;
     let component = match app.host.builtin(&manifest.component) {
@@ -183,7 +203,8 @@ fn wake(app: &App, record: &FunctionRecord) -> Result<Warm, ApiError> {
         Limits { memory_bytes: manifest.limits.memory_mb as usize * (1 << 20), timeout_ms: manifest.limits.timeout_ms };
     let wake_time = started.elapsed();
     tracing::info!(tenant = %tenant, function = %record.name, wake_us = wake_time.as_micros() as u64, "cold start");
-    Ok(Warm { revision: record.revision, pre, caps, limits, model_labels, wake_time })
+    let wake_cpu = thread_cpu().saturating_sub(cpu);
+    Ok(Warm { revision: record.revision, pre, caps, limits, model_labels, wake_time, wake_cpu })
 }
 
 /// A tenant's component from its stored artifact; compiled again (and the artifact stored)

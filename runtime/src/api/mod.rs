@@ -5,11 +5,14 @@
 
 mod audit;
 mod body;
+mod cards;
 mod functions;
 mod invoke;
 mod models;
 mod oip;
 mod tenants;
+mod trust;
+mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +33,7 @@ use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::host::Host;
 use crate::inference::ModelCache;
+use crate::metering::Meter;
 use crate::routes::{OipAction, Route};
 use crate::scale::Scaler;
 
@@ -47,6 +51,8 @@ pub struct App {
     pub scaler: Arc<Scaler>,
     /// Per-tenant rate and concurrency.
     pub admission: Admission,
+    /// CPU, energy and CO2e per tenant, function and day.
+    pub meter: Arc<Meter>,
     pub(crate) auth: Authenticator,
     blocking: Arc<Semaphore>,
     metrics: Metrics,
@@ -67,6 +73,7 @@ struct Metrics {
 impl App {
     pub(crate) fn new(config: Config, registry: Registry, host: Host, auth: Authenticator) -> Arc<Self> {
         let blocking = Arc::new(Semaphore::new(config.max_blocking));
+        let meter = Meter::new(config.energy);
         Arc::new(Self {
             config,
             registry,
@@ -74,6 +81,7 @@ impl App {
             models: ModelCache::default(),
             scaler: Scaler::new(),
             admission: Admission::default(),
+            meter,
             auth,
             blocking,
             metrics: Metrics::default(),
@@ -215,6 +223,8 @@ fn route_name(route: &Route) -> &'static str {
         Route::Keys(_) | Route::Key(..) => "keys",
         Route::Models(_) | Route::Model(..) | Route::ModelVersion(..) => "models",
         Route::Components(_) => "components",
+        Route::Usage(_) => "usage",
+        Route::ModelCard(..) | Route::ModelTrust { .. } => "trust",
         Route::Functions(_) | Route::Function(..) => "functions",
         Route::Invoke { .. } => "invoke",
         Route::OipLive | Route::OipReady | Route::OipServer | Route::OipModel { .. } => "oip",
@@ -274,6 +284,12 @@ async fn dispatch(app: &Arc<App>, route: Route, req: Request<RequestBody>, reque
         (Route::Model(t, m), Method::DELETE) => models::delete(app, p, &t, &m, None),
         (Route::ModelVersion(t, m, v), Method::GET) => models::show(app, p, &t, &m, Some(&v)),
         (Route::ModelVersion(t, m, v), Method::DELETE) => models::delete(app, p, &t, &m, Some(&v)),
+        (Route::Usage(t), Method::GET) => usage::show(app, p, &t).await,
+        (Route::ModelCard(t, m), Method::PUT) => cards::put(app, p, &t, &m, req).await,
+        (Route::ModelCard(t, m), Method::GET) => cards::get(app, p, &t, &m, &req),
+        (Route::ModelTrust { tenant, model, version, action }, Method::POST) => {
+            trust::handle(app, p, &tenant, &model, version.as_deref(), action, req).await
+        }
         (Route::Components(t), Method::POST) => functions::upload_component(app, p, &t, req).await,
         (Route::Components(t), Method::GET) => functions::list_components(app, p, &t),
         (Route::Functions(t), Method::GET) => functions::list(app, p, &t, &req),

@@ -132,6 +132,7 @@ fn implicit_function(tenant: &str, version: &ModelVersion, quota: &Quota) -> Fun
         },
         scale: Scale::default(),
         public: false,
+        require_audit: None,
     };
     FunctionRecord {
         tenant: tenant.into(),

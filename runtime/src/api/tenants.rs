@@ -86,6 +86,7 @@ pub(super) fn delete(app: &Arc<App>, p: &Principal, tenant: &str) -> ApiResult {
     app.registry.delete_tenant(tenant)?;
     app.scaler.tenant_removed(tenant);
     app.admission.forget(tenant);
+    app.meter.forget(tenant);
     tracing::info!(tenant, "tenant deleted");
     app.audit(p, "tenant.delete", Some(tenant), tenant, json!({}));
     Ok(empty(StatusCode::NO_CONTENT))

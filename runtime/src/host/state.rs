@@ -46,6 +46,8 @@ pub struct Capabilities {
 pub struct InvocationReport {
     /// Wall time spent inside tract.
     pub inference: Duration,
+    /// CPU time spent inside tract (thread CPU clock).
+    pub inference_cpu: Duration,
     /// Aliases the function ran inference on, in first-use order.
     pub models_used: Vec<String>,
 }
@@ -124,9 +126,10 @@ impl maas::function::inference::Host for HostState {
     fn infer(&mut self, alias: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
         let bound = self.model(&alias)?.clone();
         let inputs = inputs.into_iter().map(from_wit).collect();
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), crate::metering::thread_cpu());
         let result = bound.model.run(inputs);
         self.report.inference += started.elapsed();
+        self.report.inference_cpu += crate::metering::thread_cpu().saturating_sub(cpu);
         if !self.report.models_used.contains(&alias) {
             self.report.models_used.push(alias);
         }

@@ -16,9 +16,11 @@
 
 mod cache;
 mod datatype;
+mod json;
 
 pub use cache::{ModelCache, ModelKey};
 pub use datatype::Datatype;
+pub use json::tensor_from_json;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;

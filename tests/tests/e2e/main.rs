@@ -6,6 +6,7 @@ mod oip;
 mod platform;
 mod scale;
 mod security;
+mod trust;
 
 use maas_tests::{Client, Response, TestServer};
 use serde_json::{Value, json};
