@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench -p maas-tests --bench platform` (the server runs in this process, on a
 //! temporary sled directory; figures are medians unless marked p99).
+//!
+//! Profiling the warm path: `MAAS_BENCH_WARM_ONLY=8 perf record -D 4000 -g <bench binary>`
+//! makes only warm calls, for 8 seconds, after the setup (which `-D` skips).
 
 use std::time::{Duration, Instant};
 
@@ -98,6 +101,19 @@ fn main() {
         assert!(cold);
         cold_deploy_wall.push(wall);
         cold_deploy_server.push(server_us);
+    }
+
+    // For profiling the fast path (`perf record` on this binary): only warm calls, for the
+    // given number of seconds.
+    if let Some(secs) = std::env::var("MAAS_BENCH_WARM_ONLY").ok().and_then(|s| s.parse::<u64>().ok()) {
+        let until = Instant::now() + Duration::from_secs(secs);
+        let mut n = 0u64;
+        while Instant::now() < until {
+            call(&admin, "/fn/bench/f0", &body);
+            n += 1;
+        }
+        println!("{n} warm calls in {secs} s");
+        return;
     }
 
     // Warm latency (sequential, one keep-alive connection).
