@@ -1,4 +1,5 @@
-//! `maas`: the command line of the maas server.
+//! `maas`: the command line of the maas server (`maas serve`) and of its users (every other
+//! subcommand, from `maas_sdk::cli`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +13,8 @@ use clap::{Parser, Subcommand};
     about = "Multi-tenant Model-as-a-Service: ONNX models behind sandboxed WebAssembly functions"
 )]
 struct Cli {
+    #[command(flatten)]
+    client: maas_sdk::cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,9 +30,16 @@ enum Command {
         #[arg(long, env = "MAAS_DATA", default_value = "./maas-data")]
         data: PathBuf,
     },
+    #[command(flatten)]
+    Client(maas_sdk::cli::Command),
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (listen, data) = match cli.command {
+        Command::Serve { listen, data } => (listen, data),
+        Command::Client(command) => std::process::exit(maas_sdk::cli::run(cli.client, command)),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAAS_LOG")
@@ -37,9 +47,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Serve { listen, data } => serve(listen, data),
-    }
+    serve(listen, data)
 }
 
 fn serve(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {

@@ -12,18 +12,22 @@
 //! # Writing a function, step by step
 //!
 //! 1. Create a library crate whose `Cargo.toml` has `crate-type = ["cdylib"]` under `[lib]` and
-//!    depends on `maas-guest` (and `serde_json` if you build JSON with `json!`).
+//!    depends on `maas-guest` (and `serde_json` if you build JSON with `json!`). The quickest
+//!    start is a copy of `functions/template`, a working function with these steps in its docs.
 //! 2. Implement [`Handler`] for a type and name that type in [`export!`]. Each request runs in a
 //!    fresh instance, so there is no state to set up or tear down.
-//! 3. Build the component: `cargo build --release --target wasm32-wasip2`. The file
-//!    `target/wasm32-wasip2/release/<crate_name>.wasm` is the component.
+//! 3. Build the component: `cargo build --target wasm32-wasip2 --profile guest -p <crate>` (the
+//!    workspace's `guest` profile is `release` without debug info). The file
+//!    `target/wasm32-wasip2/guest/<crate_name>.wasm` is the component.
 //! 4. Upload it (`POST /v1/tenants/{t}/components`, `application/wasm`); the answer names its
 //!    `sha256:` digest.
 //! 5. Deploy a function with a manifest naming that digest, the models by the aliases the code
 //!    uses, and its config: `PUT /v1/tenants/{t}/functions/{f}` with
 //!    `{"component": "sha256:…", "models": {"model": "iris@2"}, "config": {"labels": "a,b,c"}}`.
+//!    The CLI does steps 4 and 5 at once:
+//!    `maas functions deploy acme scores path/to/<crate_name>.wasm --model model=iris@2 --config labels=a,b,c`.
 //! 6. Invoke it at `/fn/{t}/{f}/{rest}`: the function sees the method, `/{rest}`, the query,
-//!    the headers (without `authorization`) and the body.
+//!    the headers (without `authorization`) and the body (`maas invoke acme scores --json '[1, 2]'`).
 //!
 //! # Example
 //!

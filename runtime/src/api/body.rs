@@ -5,7 +5,9 @@
 //! connection on a client that is still sending makes most clients report a broken pipe
 //! instead of the answer. So a handler that drops an unfinished body hands it back here, and
 //! [`super::handle`] reads and discards a small remainder ([`DRAIN_LIMIT`], briefly) before
-//! the answer goes out. A larger one is not read: the connection closes.
+//! the answer goes out. A larger one is not read: the connection closes. Neither is the body of
+//! a client that sent `Expect: 100-continue` and was never asked to continue: it sends nothing
+//! unless told to, and reading would tell it to.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -24,18 +26,19 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// A request body that returns itself to its [`Leftover`] when dropped unfinished.
 pub struct RequestBody {
     inner: Option<Incoming>,
+    polled: bool,
     finished: bool,
     leftover: Leftover,
 }
 
-/// Where an unfinished [`RequestBody`] goes when dropped.
+/// Where an unfinished [`RequestBody`] goes when dropped, with whether it was ever read.
 #[derive(Clone, Default)]
-pub struct Leftover(Arc<Mutex<Option<Incoming>>>);
+pub struct Leftover(Arc<Mutex<Option<(Incoming, bool)>>>);
 
 impl RequestBody {
     /// Wraps `body`; an unread rest ends up in `leftover`.
     pub fn new(body: Incoming, leftover: Leftover) -> Self {
-        Self { inner: Some(body), finished: false, leftover }
+        Self { inner: Some(body), polled: false, finished: false, leftover }
     }
 }
 
@@ -46,6 +49,7 @@ impl Body for RequestBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        this.polled = true;
         let polled = Pin::new(inner).poll_frame(cx);
         if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             this.finished = true;
@@ -68,16 +72,17 @@ impl Drop for RequestBody {
             && !self.finished
             && !inner.is_end_stream()
         {
-            *self.leftover.0.lock().expect("leftover lock") = Some(inner);
+            *self.leftover.0.lock().expect("leftover lock") = Some((inner, self.polled));
         }
     }
 }
 
 impl Leftover {
-    /// Reads and discards what the handler left unread, when it is small enough.
-    pub async fn drain(&self) {
-        let Some(body) = self.0.lock().expect("leftover lock").take() else { return };
-        if body.size_hint().lower() > DRAIN_LIMIT {
+    /// Reads and discards what the handler left unread, when it is small enough and the
+    /// client is sending it (`expects_continue`: it waits to be asked).
+    pub async fn drain(&self, expects_continue: bool) {
+        let Some((body, polled)) = self.0.lock().expect("leftover lock").take() else { return };
+        if body.size_hint().lower() > DRAIN_LIMIT || (expects_continue && !polled) {
             return;
         }
         let mut limited = http_body_util::Limited::new(body, DRAIN_LIMIT as usize);

@@ -176,12 +176,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         span.record("function", function.as_str());
     }
     let leftover = Leftover::default();
+    let expects_continue =
+        req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let req = req.map(|body| RequestBody::new(body, leftover.clone()));
     let mut response =
         dispatch(&app, route, req, &request_id).instrument(span.clone()).await.unwrap_or_else(ApiError::into_response);
     // A refusal decided before the body was read: let the client finish sending a small one,
     // so that it reads this answer rather than a broken pipe.
-    leftover.drain().await;
+    leftover.drain(expects_continue).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
