@@ -54,6 +54,35 @@ fn wait_for_scale_to_zero(admin: &Client) {
     std::thread::sleep(Duration::from_millis(500));
 }
 
+/// `clients` threads calling `/fn/bench/load` back to back for `duration`: requests per
+/// second, client-side p50 and p99 (µs), and the number of non-200 answers.
+fn load(server: &TestServer, clients: usize, duration: Duration, body: &Value) -> (usize, f64, f64, f64, usize) {
+    let started = Instant::now();
+    let results: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                let client = server.admin();
+                s.spawn(move || {
+                    let (mut latencies, mut errors) = (Vec::new(), 0);
+                    while started.elapsed() < duration {
+                        let t = Instant::now();
+                        let r = client.post_json("/fn/bench/load", body);
+                        latencies.push(t.elapsed().as_secs_f64() * 1e6);
+                        errors += usize::from(r.status != 200);
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let errors = results.iter().map(|(_, e)| e).sum();
+    let mut all: Vec<f64> = results.into_iter().flat_map(|(l, _)| l).collect();
+    let rps = all.len() as f64 / elapsed;
+    (clients, rps, percentile(&mut all, 0.5), percentile(&mut all, 0.99), errors)
+}
+
 fn main() {
     let server = TestServer::start();
     // Let the allocator and runtime settle before the baseline.
@@ -129,6 +158,15 @@ fn main() {
     }
     let rss_warm = rss_mib();
 
+    // Throughput under concurrency: `c` clients, each on its own keep-alive connection, on one
+    // warm function allowed to run them all at once.
+    let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" },
+                           "limits": { "max_concurrency": 64 }, "scale": { "idle_timeout_s": 1 } });
+    assert_eq!(admin.put_json("/v1/tenants/bench/functions/load", &manifest).status, 201);
+    call(&admin, "/fn/bench/load", &body);
+    let throughput: Vec<(usize, f64, f64, f64, usize)> =
+        [1, 16, 64].into_iter().map(|c| load(&server, c, Duration::from_secs(3), &body)).collect();
+
     // Scale to zero, then cold start after it.
     wait_for_scale_to_zero(&admin);
     let rss_zero = rss_mib();
@@ -190,8 +228,31 @@ fn main() {
         "RSS after all scaled to zero:        {rss_zero:>8.1} MiB ({:+.1}% vs baseline)",
         (rss_zero / rss_baseline - 1.0) * 100.0
     );
+    for (c, rps, p50, p99, errors) in &throughput {
+        println!(
+            "throughput, {c:>2} concurrent clients:  {rps:>7.0} req/s   p50 {p50:>8.1} µs   p99 {p99:>8.1} µs   {errors} errors"
+        );
+    }
     println!("RSS before 3 functions on ~10 MB models: {rss_before_large:>5.1} MiB");
     println!("RSS with those 3 warm:               {rss_large_warm:>8.1} MiB");
     println!("RSS after they scaled to zero:       {rss_large_zero:>8.1} MiB");
+
+    // 1,000 deployed, idle functions across 100 tenants: what they cost when nobody calls.
+    let rss_before_idle = rss_mib();
+    for t in 0..100 {
+        let tenant = format!("idle{t}");
+        assert_eq!(admin.post_json("/v1/tenants", &json!({ "name": tenant })).status, 201);
+        assert_eq!(admin.put_bytes(&format!("/v1/tenants/{tenant}/models/mlp"), &mlp).status, 201);
+        for f in 0..10 {
+            let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" } });
+            assert_eq!(admin.put_json(&format!("/v1/tenants/{tenant}/functions/f{f}"), &manifest).status, 201);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_idle = rss_mib();
+    println!(
+        "RSS with 1,000 idle functions (100 tenants): {rss_idle:.1} MiB ({:+.1} MiB over {rss_before_idle:.1})",
+        rss_idle - rss_before_idle
+    );
     drop(server);
 }
