@@ -36,25 +36,8 @@ fn tract_tokens(tokens: &[i64], rows: usize) -> (Vec<i64>, Vec<f32>) {
 
 /// POSTs `body` with extra headers and the client's key.
 fn post_raw(server: &TestServer, key: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Response {
-    let mut request = ureq::post(&format!("http://{}{path}", server.addr()))
-        .set("Authorization", &format!("Bearer {key}"))
-        .set("Content-Type", "application/octet-stream");
-    for (name, value) in headers {
-        request = request.set(name, value);
-    }
-    let response = match request.send_bytes(body) {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("POST {path}: {e}"),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .filter_map(|name| response.header(&name).map(|v| (name.to_ascii_lowercase(), v.to_string())))
-        .collect();
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
-    Response { status, headers, body }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    server.client(key).send_with_headers("POST", path, &headers, Some((body, "application/octet-stream")))
 }
 
 /// A binary-extension body: the JSON header followed by the raw tensors.
