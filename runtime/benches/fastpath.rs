@@ -3,8 +3,12 @@
 //! the guest encoding the answer), and a call that does no inference (the metadata `GET`:
 //! instance + `describe` + a small JSON answer) to bound the fresh-instance cost.
 //!
+//! Then the parts of a cold start: deserializing a precompiled component, linking it into an
+//! `InstancePre`, loading and optimizing the model, and its first run (which builds the plan
+//! for the input's shape).
+//!
 //! Run: `cargo bench -p maas-runtime --bench fastpath` (figures are medians and p99 over
-//! 5000 calls on one thread, after 500 warm-up calls).
+//! 5000 calls on one thread, after 500 warm-up calls; 50 rounds for the cold-start parts).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,11 +20,16 @@ use maas_tests::models;
 
 const CALLS: usize = 5000;
 
-fn time(mut f: impl FnMut()) -> (f64, f64) {
-    for _ in 0..500 {
+fn time(f: impl FnMut()) -> (f64, f64) {
+    time_n(500, CALLS, f)
+}
+
+/// p50 and p99 in µs of `calls` runs of `f` after `warmup` unmeasured ones.
+fn time_n(warmup: usize, calls: usize, mut f: impl FnMut()) -> (f64, f64) {
+    for _ in 0..warmup {
         f();
     }
-    let mut us: Vec<f64> = (0..CALLS)
+    let mut us: Vec<f64> = (0..calls)
         .map(|_| {
             let started = Instant::now();
             f();
@@ -28,7 +37,7 @@ fn time(mut f: impl FnMut()) -> (f64, f64) {
         })
         .collect();
     us.sort_by(f64::total_cmp);
-    (us[CALLS / 2], us[CALLS * 99 / 100])
+    (us[calls / 2], us[calls * 99 / 100])
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,11 +100,38 @@ fn main() -> anyhow::Result<()> {
         figures
     });
 
+    // The parts of a cold start.
+    let artifact = component.serialize()?;
+    let (deserialize_us, _) = time_n(3, 50, || {
+        std::hint::black_box(host.load_artifact(&artifact).unwrap());
+    });
+    let (link_us, _) = time_n(3, 50, || {
+        std::hint::black_box(host.prepare(&component).unwrap());
+    });
+    let mlp = models::mlp(42);
+    let (model_us, _) = time_n(3, 50, || {
+        std::hint::black_box(LoadedModel::load(&mlp).unwrap());
+    });
+    let mut first_runs: Vec<f64> = (0..50)
+        .map(|_| {
+            let fresh = LoadedModel::load(&mlp).unwrap();
+            let started = Instant::now();
+            std::hint::black_box(fresh.run(vec![raw.clone()]).unwrap());
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    first_runs.sort_by(f64::total_cmp);
+    let first_run_us = first_runs[25];
+
     println!("maas fast path in process (seed MLP 100→64→10, one thread)");
     println!("raw tract run:                          p50 {tract_p50:8.1} µs   p99 {tract_p99:8.1} µs");
     println!("invocation, builtin:tensor + infer:     p50 {infer_p50:8.1} µs   p99 {infer_p99:8.1} µs");
     println!("  platform overhead over raw tract:     p50 {:8.1} µs", infer_p50 - tract_p50);
     println!("the same, handed to another thread:     p50 {hop_p50:8.1} µs   p99 {hop_p99:8.1} µs");
     println!("invocation without inference (GET):     p50 {meta_p50:8.1} µs   p99 {meta_p99:8.1} µs");
+    println!(
+        "cold start parts (p50): deserialize component {deserialize_us:.1} µs, link {link_us:.1} µs, \
+              load + optimize model {model_us:.1} µs, first run {first_run_us:.1} µs"
+    );
     Ok(())
 }
