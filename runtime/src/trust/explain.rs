@@ -229,14 +229,7 @@ pub fn explain(
         return Err(TrustError::invalid(format!("input {:?} has no elements to explain", input.name)));
     }
     // The explained output.
-    let output_ix = match &params.output {
-        Some(name) => signature.outputs.iter().position(|s| &s.name == name).ok_or_else(|| {
-            let names: Vec<&str> = signature.outputs.iter().map(|s| s.name.as_str()).collect();
-            TrustError::invalid(format!("the model has no output {name:?}; its outputs are {names:?}"))
-        })?,
-        None if signature.outputs.is_empty() => return Err(TrustError::invalid("the model has no outputs")),
-        None => 0,
-    };
+    let output_ix = super::output_index(signature, params.output.as_deref())?;
     let output_name = signature.outputs[output_ix].name.clone();
 
     // Features and baseline.

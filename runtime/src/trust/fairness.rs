@@ -470,14 +470,7 @@ pub fn favorable_decisions(
     limits: &Limits,
 ) -> Result<Decisions, TrustError> {
     let signature = model.signature();
-    let output_ix = match &favorable.output {
-        Some(name) => signature.outputs.iter().position(|s| &s.name == name).ok_or_else(|| {
-            let names: Vec<&str> = signature.outputs.iter().map(|s| s.name.as_str()).collect();
-            TrustError::invalid(format!("the model has no output {name:?}; its outputs are {names:?}"))
-        })?,
-        None if signature.outputs.is_empty() => return Err(TrustError::invalid("the model has no outputs")),
-        None => 0,
-    };
+    let output_ix = super::output_index(signature, favorable.output.as_deref())?;
     let mut rows = None;
     for t in &inputs {
         checked_elements(t)?;

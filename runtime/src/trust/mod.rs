@@ -31,11 +31,24 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::f16;
 
-use crate::inference::{Datatype, InferenceError, RawTensor};
+use crate::inference::{Datatype, InferenceError, RawTensor, Signature};
 
 pub use explain::{Attribution, Baseline, ExplainParams, Explanation, Method, explain};
 pub use fairness::{AuditParams, Decisions, FairnessReport, Favorable, FavorableRule, GroupMetrics, audit};
 pub use heatmap::{HeatmapMode, HeatmapOptions, render_png};
+
+/// The index of output `name` in `signature` (the first output when `None`), or a 400 that
+/// lists the outputs.
+pub(crate) fn output_index(signature: &Signature, name: Option<&str>) -> Result<usize, TrustError> {
+    match name {
+        Some(name) => signature.outputs.iter().position(|s| s.name == name).ok_or_else(|| {
+            let names: Vec<&str> = signature.outputs.iter().map(|s| s.name.as_str()).collect();
+            TrustError::invalid(format!("the model has no output {name:?}; its outputs are {names:?}"))
+        }),
+        None if signature.outputs.is_empty() => Err(TrustError::invalid("the model has no outputs")),
+        None => Ok(0),
+    }
+}
 
 /// Why an explanation, an audit or a heatmap could not be made.
 ///
