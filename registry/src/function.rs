@@ -26,6 +26,8 @@ const MAX_CONFIG_KEY: usize = 256;
 const MAX_CONFIG_VALUE: usize = 64 * 1024;
 const MAX_CONCURRENCY: u32 = 1024;
 const MAX_IDLE_TIMEOUT_S: u64 = 7 * 24 * 3600;
+const MAX_BATCH_SIZE: u32 = 256;
+const MAX_QUEUE_DELAY_US: u64 = 100_000;
 
 /// A function's deployment manifest.
 ///
@@ -36,7 +38,8 @@ const MAX_IDLE_TIMEOUT_S: u64 = 7 * 24 * 3600;
 ///  "limits": {"memory_mb": 64, "timeout_ms": 2000, "max_concurrency": 8},
 ///  "scale":  {"idle_timeout_s": 60},
 ///  "public": false,
-///  "require_audit": {"min_disparate_impact": 0.8}}
+///  "require_audit": {"min_disparate_impact": 0.8},
+///  "batching": {"max_batch_size": 16, "max_queue_delay_us": 0}}
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +65,25 @@ pub struct Manifest {
     /// latest audit that meets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_audit: Option<RequireAudit>,
+    /// Dynamic batching of the function's inference calls; absent means every call runs alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<Batching>,
+}
+
+/// Dynamic batching: concurrent inference calls of a function on the same model, with the same
+/// shapes past the first (batch) dimension, run as one batch of at most `max_batch_size` rows.
+///
+/// Opt-in, as in Triton: batching is only correct for models whose rows are independent
+/// (nothing in the graph mixes rows), which only the model's owner can vouch for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batching {
+    /// Most rows in one batch: 1 to 256 (1 turns batching off).
+    pub max_batch_size: u32,
+    /// How long the first call of a batch waits for others, in µs: 0 to 100000. With 0, calls
+    /// that arrive while a batch runs form the next batch, so a lone call never waits.
+    #[serde(default)]
+    pub max_queue_delay_us: u64,
 }
 
 /// What a model version's latest fairness audit must show for a function to deploy on it.
@@ -242,6 +264,14 @@ impl Manifest {
         }
         if !(1..=MAX_IDLE_TIMEOUT_S).contains(&self.scale.idle_timeout_s) {
             return bad(format!("scale.idle_timeout_s must be between 1 and {MAX_IDLE_TIMEOUT_S}"));
+        }
+        if let Some(b) = &self.batching {
+            if !(1..=MAX_BATCH_SIZE).contains(&b.max_batch_size) {
+                return bad(format!("batching.max_batch_size must be between 1 and {MAX_BATCH_SIZE}"));
+            }
+            if b.max_queue_delay_us > MAX_QUEUE_DELAY_US {
+                return bad(format!("batching.max_queue_delay_us must be between 0 and {MAX_QUEUE_DELAY_US}"));
+            }
         }
         if let Some(gate) = &self.require_audit
             && !(gate.min_disparate_impact.is_finite() && gate.min_disparate_impact >= 0.0)

@@ -81,7 +81,9 @@ pub use audit::{AUDIT_RETENTION, AuditEntry};
 pub use blob::{BlobReader, BlobRef, BlobWriter, CHUNK_SIZE};
 pub use component::ComponentRecord;
 pub use error::{Error, Result};
-pub use function::{ComponentRef, FunctionRecord, KNOWN_BUILTINS, Limits, Manifest, ModelRef, RequireAudit, Scale};
+pub use function::{
+    Batching, ComponentRef, FunctionRecord, KNOWN_BUILTINS, Limits, Manifest, ModelRef, RequireAudit, Scale,
+};
 pub use keys::{KeyInfo, Role};
 pub use model::{DATATYPES, ModelSummary, ModelVersion, TensorSpec};
 pub use names::{validate_alias, validate_function_name, validate_model_name, validate_tenant_name};
@@ -130,7 +132,7 @@ impl Inner {
 /// sled's page cache. Metadata is small and blobs are read once per wake, so a small cache
 /// costs nothing measurable and keeps an idle server's memory near its baseline (sled's default
 /// of 1 GiB would keep every uploaded model resident).
-const CACHE_BYTES: u64 = 16 << 20;
+const CACHE_BYTES: u64 = 4 << 20;
 
 /// Opens sled, waiting briefly for the file lock: a store that was just dropped in this
 /// process releases it only when sled's background flusher notices (within its flush period).

@@ -1,7 +1,8 @@
 //! The fast path in process, without HTTP: raw tract on the seed MLP, then one invocation of
 //! `builtin:tensor` (a fresh instance from the pool, the guest decoding OIP JSON, `infer`,
-//! the guest encoding the answer), and a call that does no inference (the metadata `GET`:
-//! instance + `describe` + a small JSON answer) to bound the fresh-instance cost.
+//! the guest encoding the answer), a fresh instance alone (store + instantiation, no call),
+//! and a call that does no inference (the metadata `GET`: instance + `describe` + a small
+//! JSON answer).
 //!
 //! Then the parts of a cold start: deserializing a precompiled component, linking it into an
 //! `InstancePre`, loading and optimizing the model, and its first run (which builds the plan
@@ -57,7 +58,11 @@ fn main() -> anyhow::Result<()> {
     let component = host.builtin("builtin:tensor").expect("builtin:tensor");
     let pre = host.prepare(&component).map_err(anyhow::Error::msg)?;
     let bound = BoundModel { label: "mlp@1".into(), digest: "sha256:x".into(), model: model.clone() };
-    let caps = Arc::new(Capabilities { models: HashMap::from([("model".into(), bound)]), config: Default::default() });
+    let caps = Arc::new(Capabilities {
+        models: HashMap::from([("model".into(), bound)]),
+        config: Default::default(),
+        batching: None,
+    });
     let limits = Limits { memory_bytes: 64 << 20, timeout_ms: 2000 };
     let body =
         serde_json::json!({ "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "data": input }] })
@@ -73,6 +78,10 @@ fn main() -> anyhow::Result<()> {
     let (infer_p50, infer_p99) = time(|| {
         let (response, _) = host.invoke(&pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
         assert_eq!(response.status, 200);
+    });
+    // A fresh instance alone: a new store, instantiated from the pool, dropped unused.
+    let (fresh_p50, fresh_p99) = time(|| {
+        std::hint::black_box(host.instance(&pre, caps.clone(), limits).unwrap());
     });
     let (meta_p50, meta_p99) = time(|| {
         let (response, _) = host.invoke(&pre, caps.clone(), limits, request("GET", Vec::new())).unwrap();
@@ -128,6 +137,7 @@ fn main() -> anyhow::Result<()> {
     println!("invocation, builtin:tensor + infer:     p50 {infer_p50:8.1} µs   p99 {infer_p99:8.1} µs");
     println!("  platform overhead over raw tract:     p50 {:8.1} µs", infer_p50 - tract_p50);
     println!("the same, handed to another thread:     p50 {hop_p50:8.1} µs   p99 {hop_p99:8.1} µs");
+    println!("fresh instance alone (store + pool):    p50 {fresh_p50:8.1} µs   p99 {fresh_p99:8.1} µs");
     println!("invocation without inference (GET):     p50 {meta_p50:8.1} µs   p99 {meta_p99:8.1} µs");
     println!(
         "cold start parts (p50): deserialize component {deserialize_us:.1} µs, link {link_us:.1} µs, \

@@ -25,7 +25,10 @@ pub struct Config {
     pub master_key: Option<String>,
     /// Sizing of the wasmtime host.
     pub host: HostConfig,
-    /// How many wasm or inference jobs run at once on the blocking pool.
+    /// How many wasm or inference jobs may be in flight on the blocking pool at once.
+    ///
+    /// Not just one per core: a job may wait without using the CPU (for its turn in a
+    /// dynamic batch, say), and a batch can only be as large as the jobs in flight.
     pub max_blocking: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
@@ -44,7 +47,7 @@ impl Config {
             admin_key: None,
             master_key: None,
             host: HostConfig::default(),
-            max_blocking: (cores * 4).max(8),
+            max_blocking: (cores * 8).max(32),
             shutdown_grace: Duration::from_secs(30),
             energy: EnergyModel::default(),
         }

@@ -1,7 +1,9 @@
 //! Platform figures for the seed MLP, printed in one run on one machine:
-//! cold start (first call after deploy, and after scale to zero), warm latency over HTTP on
-//! loopback against raw tract in process, and the process's RSS at baseline, warm, and after
-//! every function scaled to zero.
+//! cold start (first call after deploy, and after scale to zero, each function on its own
+//! model so every cold start loads one), warm latency over HTTP on loopback against raw tract
+//! in process, throughput at 1/16/64 clients, dynamic batching on a compute-bound model, and
+//! the process's RSS at baseline, with 100 warm functions, after every function scaled to
+//! zero, and with 1,000 idle functions.
 //!
 //! Run: `cargo bench -p maas-tests --bench platform` (the server runs in this process, on a
 //! temporary sled directory; figures are medians unless marked p99).
@@ -9,13 +11,17 @@
 //! Profiling the warm path: `MAAS_BENCH_WARM_ONLY=8 perf record -D 4000 -g <bench binary>`
 //! makes only warm calls, for 8 seconds, after the setup (which `-D` skips).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use maas_tests::{Client, TestServer, models};
 use serde_json::{Value, json};
 use tract_onnx::prelude::*;
 
-const FUNCTIONS: usize = 9;
+/// Warm functions for the RSS figures (all on the seed MLP).
+const FUNCTIONS: usize = 100;
+/// Functions for the cold-start figures, each on its own copy of the MLP.
+const COLD: usize = 10;
 const WARM_REQUESTS: usize = 3000;
 
 fn rss_mib() -> f64 {
@@ -54,33 +60,49 @@ fn wait_for_scale_to_zero(admin: &Client) {
     std::thread::sleep(Duration::from_millis(500));
 }
 
-/// `clients` threads calling `/fn/bench/load` back to back for `duration`: requests per
-/// second, client-side p50 and p99 (µs), and the number of non-200 answers.
-fn load(server: &TestServer, clients: usize, duration: Duration, body: &Value) -> (usize, f64, f64, f64, usize) {
+/// What [`load`] measured.
+struct Load {
+    clients: usize,
+    /// Requests per second.
+    rps: f64,
+    /// Client-side latency, µs.
+    p50: f64,
+    p99: f64,
+    /// Answers other than 200.
+    errors: usize,
+    /// Mean `x-maas-batch-size` (1 for calls without batching).
+    mean_batch: f64,
+}
+
+/// `clients` threads calling `path` back to back for `duration`.
+fn load(server: &TestServer, path: &str, clients: usize, duration: Duration, body: &Value) -> Load {
     let started = Instant::now();
-    let results: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
+    let results: Vec<(Vec<f64>, usize, usize)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|_| {
                 let client = server.admin();
                 s.spawn(move || {
-                    let (mut latencies, mut errors) = (Vec::new(), 0);
+                    let (mut latencies, mut errors, mut batch_rows) = (Vec::new(), 0, 0);
                     while started.elapsed() < duration {
                         let t = Instant::now();
-                        let r = client.post_json("/fn/bench/load", body);
+                        let r = client.post_json(path, body);
                         latencies.push(t.elapsed().as_secs_f64() * 1e6);
                         errors += usize::from(r.status != 200);
+                        batch_rows += r.header("x-maas-batch-size").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1);
                     }
-                    (latencies, errors)
+                    (latencies, errors, batch_rows)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let errors = results.iter().map(|(_, e)| e).sum();
-    let mut all: Vec<f64> = results.into_iter().flat_map(|(l, _)| l).collect();
+    let errors = results.iter().map(|(_, e, _)| e).sum();
+    let rows: usize = results.iter().map(|(.., r)| r).sum();
+    let mut all: Vec<f64> = results.into_iter().flat_map(|(l, ..)| l).collect();
     let rps = all.len() as f64 / elapsed;
-    (clients, rps, percentile(&mut all, 0.5), percentile(&mut all, 0.99), errors)
+    let mean_batch = rows as f64 / all.len() as f64;
+    Load { clients, rps, p50: percentile(&mut all, 0.5), p99: percentile(&mut all, 0.99), errors, mean_batch }
 }
 
 fn main() {
@@ -90,7 +112,7 @@ fn main() {
     let rss_baseline = rss_mib();
     let admin = server.admin();
     // The bench measures the platform, not the default per-tenant admission limits.
-    let quota = json!({ "rate_per_second": 1e9, "max_concurrency": 1024 });
+    let quota = json!({ "rate_per_second": 1e9, "max_concurrency": 1024, "max_functions": 1000, "max_models": 100 });
     admin.post_json("/v1/tenants", &json!({ "name": "bench", "quota": quota }));
     let mlp = models::mlp(42);
     let r = admin.put_bytes("/v1/tenants/bench/models/mlp", &mlp);
@@ -117,19 +139,26 @@ fn main() {
         })
         .collect();
 
-    // Cold start after deploy.
+    // Cold start after deploy: each function on its own model, so each loads one.
+    for i in 0..COLD {
+        let r = admin.put_bytes(&format!("/v1/tenants/bench/models/mlp{i}"), &models::mlp(100 + i as u64));
+        assert_eq!(r.status, 201);
+        let manifest = json!({ "component": "builtin:tensor", "models": { "model": format!("mlp{i}") },
+                               "scale": { "idle_timeout_s": 1 } });
+        assert_eq!(admin.put_json(&format!("/v1/tenants/bench/functions/c{i}"), &manifest).status, 201);
+    }
+    let mut cold_deploy_wall = Vec::new();
+    let mut cold_deploy_server = Vec::new();
+    for i in 0..COLD {
+        let (wall, server_us, cold) = call(&admin, &format!("/fn/bench/c{i}"), &body);
+        assert!(cold);
+        cold_deploy_wall.push(wall);
+        cold_deploy_server.push(server_us);
+    }
     for i in 0..FUNCTIONS {
         let manifest =
             json!({ "component": "builtin:tensor", "models": { "model": "mlp" }, "scale": { "idle_timeout_s": 1 } });
         assert_eq!(admin.put_json(&format!("/v1/tenants/bench/functions/f{i}"), &manifest).status, 201);
-    }
-    let mut cold_deploy_wall = Vec::new();
-    let mut cold_deploy_server = Vec::new();
-    for i in 0..FUNCTIONS {
-        let (wall, server_us, cold) = call(&admin, &format!("/fn/bench/f{i}"), &body);
-        assert!(cold);
-        cold_deploy_wall.push(wall);
-        cold_deploy_server.push(server_us);
     }
 
     // For profiling the fast path (`perf record` on this binary): only warm calls, for the
@@ -164,16 +193,16 @@ fn main() {
                            "limits": { "max_concurrency": 64 }, "scale": { "idle_timeout_s": 1 } });
     assert_eq!(admin.put_json("/v1/tenants/bench/functions/load", &manifest).status, 201);
     call(&admin, "/fn/bench/load", &body);
-    let throughput: Vec<(usize, f64, f64, f64, usize)> =
-        [1, 16, 64].into_iter().map(|c| load(&server, c, Duration::from_secs(3), &body)).collect();
+    let throughput: Vec<Load> =
+        [1, 16, 64].into_iter().map(|c| load(&server, "/fn/bench/load", c, Duration::from_secs(3), &body)).collect();
 
     // Scale to zero, then cold start after it.
     wait_for_scale_to_zero(&admin);
     let rss_zero = rss_mib();
     let mut cold_zero_wall = Vec::new();
     let mut cold_zero_server = Vec::new();
-    for i in 0..FUNCTIONS {
-        let (wall, server_us, cold) = call(&admin, &format!("/fn/bench/f{i}"), &body);
+    for i in 0..COLD {
+        let (wall, server_us, cold) = call(&admin, &format!("/fn/bench/c{i}"), &body);
         assert!(cold);
         cold_zero_wall.push(wall);
         cold_zero_server.push(server_us);
@@ -196,6 +225,32 @@ fn main() {
     wait_for_scale_to_zero(&admin);
     let rss_large_zero = rss_mib();
 
+    // Dynamic batching on a compute-bound model (100 → 2048 → 2048 → 10, one row per
+    // request): the same function without and with batching, at 1 and 16 clients, in
+    // alternating rounds so that both see the same machine.
+    let wide = models::mlp_sized(7, 2048);
+    assert_eq!(admin.put_bytes("/v1/tenants/bench/models/wide", &wide).status, 201);
+    for (name, policy) in [("wide", Value::Null), ("wide-batched", json!({ "max_batch_size": 16 }))] {
+        let mut manifest = json!({ "component": "builtin:tensor", "models": { "model": "wide" },
+                                   "limits": { "max_concurrency": 64 } });
+        if !policy.is_null() {
+            manifest["batching"] = policy;
+        }
+        assert_eq!(admin.put_json(&format!("/v1/tenants/bench/functions/{name}"), &manifest).status, 201);
+        call(&admin, &format!("/fn/bench/{name}"), &large_body);
+    }
+    let mut batching: Vec<(&str, Vec<Load>)> = Vec::new();
+    for c in [1, 16] {
+        let mut rounds: [Vec<Load>; 2] = Default::default();
+        for _ in 0..4 {
+            for (i, name) in ["wide", "wide-batched"].into_iter().enumerate() {
+                rounds[i].push(load(&server, &format!("/fn/bench/{name}"), c, Duration::from_millis(750), &large_body));
+            }
+        }
+        let [plain, batched] = rounds;
+        batching.push(("wide", plain));
+        batching.push(("wide-batched", batched));
+    }
     println!(
         "maas platform figures (seed MLP 100→64→10, {} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -213,12 +268,12 @@ fn main() {
         percentile(&mut warm_server, 0.99)
     );
     println!(
-        "cold start, first call after deploy: p50 {:>9.1} µs   (server-side {:.1} µs), {FUNCTIONS} functions",
+        "cold start, first call after deploy: p50 {:>9.1} µs   (server-side {:.1} µs), {COLD} functions, one model each",
         percentile(&mut cold_deploy_wall, 0.5),
         percentile(&mut cold_deploy_server, 0.5)
     );
     println!(
-        "cold start, after scale to zero:     p50 {:>9.1} µs   (server-side {:.1} µs), {FUNCTIONS} functions",
+        "cold start, after scale to zero:     p50 {:>9.1} µs   (server-side {:.1} µs), {COLD} functions, one model each",
         percentile(&mut cold_zero_wall, 0.5),
         percentile(&mut cold_zero_server, 0.5)
     );
@@ -228,7 +283,7 @@ fn main() {
         "RSS after all scaled to zero:        {rss_zero:>8.1} MiB ({:+.1}% vs baseline)",
         (rss_zero / rss_baseline - 1.0) * 100.0
     );
-    for (c, rps, p50, p99, errors) in &throughput {
+    for Load { clients: c, rps, p50, p99, errors, .. } in &throughput {
         println!(
             "throughput, {c:>2} concurrent clients:  {rps:>7.0} req/s   p50 {p50:>8.1} µs   p99 {p99:>8.1} µs   {errors} errors"
         );
@@ -236,6 +291,24 @@ fn main() {
     println!("RSS before 3 functions on ~10 MB models: {rss_before_large:>5.1} MiB");
     println!("RSS with those 3 warm:               {rss_large_warm:>8.1} MiB");
     println!("RSS after they scaled to zero:       {rss_large_zero:>8.1} MiB");
+    let mut rates = HashMap::new();
+    for (name, rounds) in &batching {
+        let c = rounds[0].clients;
+        let rps = rounds.iter().map(|l| l.rps).sum::<f64>() / rounds.len() as f64;
+        let errors: usize = rounds.iter().map(|l| l.errors).sum();
+        let mut p50s: Vec<f64> = rounds.iter().map(|l| l.p50).collect();
+        let mean_batch = rounds.iter().map(|l| l.mean_batch).sum::<f64>() / rounds.len() as f64;
+        println!(
+            "{name:>12}, {c:>2} clients (100→2048→2048→10): {rps:>7.0} req/s   p50 {:>8.1} µs   {errors} errors   mean batch {mean_batch:.1}",
+            percentile(&mut p50s, 0.5)
+        );
+        rates.insert((*name, c), rps);
+    }
+    println!(
+        "dynamic batching at 16 clients: {:.2}× the throughput without; at 1 client: {:.2}×",
+        rates[&("wide-batched", 16)] / rates[&("wide", 16)],
+        rates[&("wide-batched", 1)] / rates[&("wide", 1)]
+    );
 
     // 1,000 deployed, idle functions across 100 tenants: what they cost when nobody calls.
     let rss_before_idle = rss_mib();

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -14,7 +14,7 @@ use super::{App, Body, read_body};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::host::{self, BoundModel, Capabilities, Limits};
-use crate::inference::ModelKey;
+use crate::inference::{BatchPolicy, ModelKey};
 use crate::metering::{Sample, thread_cpu};
 use crate::scale::{Slot, Warm};
 
@@ -124,7 +124,16 @@ pub(super) async fn run(
         app.metrics.inference_us_total.fetch_add(report.inference.as_micros() as u64, Ordering::Relaxed);
         let models: Vec<&str> =
             report.models_used.iter().filter_map(|alias| warm.model_labels.get(alias).map(String::as_str)).collect();
-        Ok::<_, ApiError>((to_http(response)?, models.join(", ")))
+        let mut response = to_http(response)?;
+        if warm.caps.batching.is_some() && report.batch_rows > 0 {
+            // How many rows the call's inference ran with: tells a client (and a test) that
+            // batching took place without logging anything of the payload.
+            response.headers_mut().insert("x-maas-batch-size", HeaderValue::from(report.batch_rows));
+            if report.batch_shared {
+                app.metrics.batched_invocations.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok::<_, ApiError>((response, models.join(", ")))
     }
     .await;
     running.finish(result.is_err());
@@ -198,7 +207,11 @@ fn wake(app: &App, record: &FunctionRecord) -> Result<Warm, ApiError> {
         model_labels.insert(alias.clone(), format!("{label} {digest}"));
         models.insert(alias.clone(), BoundModel { label, digest, model });
     }
-    let caps = Arc::new(Capabilities { models, config: manifest.config.clone().into_iter().collect() });
+    let batching = manifest.batching.as_ref().filter(|b| b.max_batch_size > 1).map(|b| BatchPolicy {
+        max_batch_size: b.max_batch_size as usize,
+        max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
+    });
+    let caps = Arc::new(Capabilities { models, config: manifest.config.clone().into_iter().collect(), batching });
     let limits =
         Limits { memory_bytes: manifest.limits.memory_mb as usize * (1 << 20), timeout_ms: manifest.limits.timeout_ms };
     let wake_time = started.elapsed();

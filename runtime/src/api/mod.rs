@@ -68,6 +68,8 @@ struct Metrics {
     cold_starts: AtomicU64,
     cold_start_us_total: AtomicU64,
     inference_us_total: AtomicU64,
+    /// Invocations whose inference ran in a batch with others.
+    batched_invocations: AtomicU64,
 }
 
 impl App {
@@ -331,6 +333,7 @@ fn metrics(app: &App) -> Response<Body> {
          # HELP maas_cold_starts_total Cold starts.\n# TYPE maas_cold_starts_total counter\nmaas_cold_starts_total {}\n\
          # HELP maas_cold_start_seconds_total Time spent in cold starts.\n# TYPE maas_cold_start_seconds_total counter\nmaas_cold_start_seconds_total {}\n\
          # HELP maas_inference_seconds_total Time spent in tract.\n# TYPE maas_inference_seconds_total counter\nmaas_inference_seconds_total {}\n\
+         # HELP maas_batched_invocations_total Invocations whose inference shared a batch with others.\n# TYPE maas_batched_invocations_total counter\nmaas_batched_invocations_total {}\n\
          # HELP maas_warm_functions Functions currently warm.\n# TYPE maas_warm_functions gauge\nmaas_warm_functions {}\n\
          # HELP maas_loaded_models Models currently loaded.\n# TYPE maas_loaded_models gauge\nmaas_loaded_models {}\n",
         get(&m.requests),
@@ -340,6 +343,7 @@ fn metrics(app: &App) -> Response<Body> {
         get(&m.cold_starts),
         get(&m.cold_start_us_total) as f64 / 1e6,
         get(&m.inference_us_total) as f64 / 1e6,
+        get(&m.batched_invocations),
         app.scaler.warm_count(),
         app.models.loaded_count(),
     );

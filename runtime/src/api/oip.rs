@@ -133,6 +133,7 @@ fn implicit_function(tenant: &str, version: &ModelVersion, quota: &Quota) -> Fun
         scale: Scale::default(),
         public: false,
         require_audit: None,
+        batching: None,
     };
     FunctionRecord {
         tenant: tenant.into(),

@@ -180,8 +180,8 @@ impl Host {
         HandlerPre::new(pre).map_err(|e| format!("{e:#}"))
     }
 
-    /// Runs one request in a fresh instance. Blocking and CPU-bound: call it on the bounded
-    /// blocking pool, never on an async worker.
+    /// Runs one request in a fresh instance ([`Host::instance`] then [`Instance::handle`]).
+    /// Blocking and CPU-bound: call it on the bounded blocking pool, never on an async worker.
     pub fn invoke(
         &self,
         pre: &HandlerPre<HostState>,
@@ -189,15 +189,43 @@ impl Host {
         limits: Limits,
         req: Request,
     ) -> Result<(Response, InvocationReport), InvokeError> {
+        self.instance(pre, caps, limits)?.handle(&req)
+    }
+
+    /// A fresh instance of `pre`: a new `Store` granting `caps`, under `limits`, with its
+    /// memories and tables taken from the pool.
+    pub fn instance(
+        &self,
+        pre: &HandlerPre<HostState>,
+        caps: Arc<Capabilities>,
+        limits: Limits,
+    ) -> Result<Instance<'_>, InvokeError> {
         let mut store = Store::new(&self.engine, HostState::new(caps, limits.memory_bytes));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(epoch::ticks_for(limits.timeout_ms));
         store.epoch_deadline_trap();
-        let _running = self.ticker.running();
-        let result = pre.instantiate(&mut store).and_then(|handler| handler.call_handle(&mut store, &req));
-        match result {
-            Ok(response) => Ok((response, std::mem::take(&mut store.data_mut().report))),
+        let running = self.ticker.running();
+        match pre.instantiate(&mut store) {
+            Ok(handler) => Ok(Instance { store, handler, limits, _running: running }),
             Err(e) => Err(classify(e, store.data(), limits)),
+        }
+    }
+}
+
+/// One instance of a function, good for one request; dropping it returns its memory to the pool.
+pub struct Instance<'h> {
+    store: Store<HostState>,
+    handler: bindings::Handler,
+    limits: Limits,
+    _running: epoch::RunningGuard<'h>,
+}
+
+impl Instance<'_> {
+    /// Calls the guest's `handle` with `req`.
+    pub fn handle(mut self, req: &Request) -> Result<(Response, InvocationReport), InvokeError> {
+        match self.handler.call_handle(&mut self.store, req) {
+            Ok(response) => Ok((response, std::mem::take(&mut self.store.data_mut().report))),
+            Err(e) => Err(classify(e, self.store.data(), self.limits)),
         }
     }
 }

@@ -16,7 +16,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{InferError, Tensor, TensorInfo, WitDatatype, WitSignature, maas};
-use crate::inference::{Datatype, InferenceError, LoadedModel, RawTensor, TensorSpec};
+use crate::inference::{BatchPolicy, Datatype, InferenceError, LoadedModel, RawTensor, TensorSpec};
 
 /// How much of a guest's stderr is kept to explain a trap (a panic message, say).
 const STDERR_CAPTURE_BYTES: usize = 4096;
@@ -39,6 +39,8 @@ pub struct Capabilities {
     pub models: HashMap<String, BoundModel>,
     /// The manifest's `config`.
     pub config: BTreeMap<String, String>,
+    /// The manifest's `batching`: `infer` calls may share a batch with concurrent ones.
+    pub batching: Option<BatchPolicy>,
 }
 
 /// Figures one invocation reports back to the platform (metering, headers).
@@ -50,6 +52,10 @@ pub struct InvocationReport {
     pub inference_cpu: Duration,
     /// Aliases the function ran inference on, in first-use order.
     pub models_used: Vec<String>,
+    /// Rows of the largest batch one of its `infer` calls ran in (0 without inference).
+    pub batch_rows: usize,
+    /// Whether one of its `infer` calls ran in a batch with other calls.
+    pub batch_shared: bool,
 }
 
 /// The `T` of every `Store`: fresh per request, so nothing leaks between requests.
@@ -125,9 +131,18 @@ impl maas::function::config::Host for HostState {
 impl maas::function::inference::Host for HostState {
     fn infer(&mut self, alias: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
         let bound = self.model(&alias)?.clone();
-        let inputs = inputs.into_iter().map(from_wit).collect();
+        let inputs: Vec<RawTensor> = inputs.into_iter().map(from_wit).collect();
         let (started, cpu) = (Instant::now(), crate::metering::thread_cpu());
-        let result = bound.model.run(inputs);
+        let result = match self.caps.batching {
+            Some(policy) => {
+                let own_rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(0);
+                let (result, rows) = bound.model.run_batched(inputs, policy);
+                self.report.batch_rows = self.report.batch_rows.max(rows);
+                self.report.batch_shared |= rows > own_rows;
+                result
+            }
+            None => bound.model.run(inputs),
+        };
         self.report.inference += started.elapsed();
         self.report.inference_cpu += crate::metering::thread_cpu().saturating_sub(cpu);
         if !self.report.models_used.contains(&alias) {

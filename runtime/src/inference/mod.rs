@@ -10,14 +10,19 @@
 //!    shapes and type the model again. Plans are kept in a small LRU per model;
 //! 3. **run** ([`LoadedModel::run`]): validate the inputs against the signature *before* any
 //!    work (a tract run cannot be interrupted), copy them into tract tensors, run, copy out.
+//!    [`LoadedModel::run_batched`] does the same for calls that may share a batch with
+//!    concurrent ones (see `batch`). A stacked batch is padded to a power of two rows (or
+//!    `max_batch_size`), so batches of varying size need a handful of plans, not one per size.
 //!
 //! Loaded models are `Arc`-shared by every warm function that names them through the
 //! [`ModelCache`]; when the last warm function lets go, the model and its plans are freed.
 
+mod batch;
 mod cache;
 mod datatype;
 mod json;
 
+pub use batch::BatchPolicy;
 pub use cache::{ModelCache, ModelKey};
 pub use datatype::Datatype;
 pub use json::tensor_from_json;
@@ -30,8 +35,9 @@ use lru::LruCache;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::InferenceModelExt;
 
-/// How many optimized plans (one per concrete input shape) a model keeps.
-const PLANS_PER_MODEL: usize = 8;
+/// How many optimized plans (one per concrete input shape) a model keeps: room for the
+/// padded batch sizes (1, 2, 4, … 256) and a few other shapes.
+const PLANS_PER_MODEL: usize = 12;
 
 /// Why inference did not produce outputs.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +97,7 @@ pub struct LoadedModel {
     /// Typed and decluttered with symbolic dimensions still open.
     typed: TypedModel,
     plans: Mutex<LruCache<Vec<Vec<usize>>, Plan>>,
+    batches: batch::Batches,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -108,7 +115,13 @@ impl LoadedModel {
         let typed = inference.clone().into_typed().and_then(|m| m.into_decluttered()).map_err(invalid)?;
         let signature = signature_of(&typed)?;
         let cap = NonZeroUsize::new(PLANS_PER_MODEL).expect("non-zero");
-        let model = Self { signature, inference, typed, plans: Mutex::new(LruCache::new(cap)) };
+        let model = Self {
+            signature,
+            inference,
+            typed,
+            plans: Mutex::new(LruCache::new(cap)),
+            batches: batch::Batches::default(),
+        };
         // A model whose inputs are all fixed has exactly one plan: build it now so the first
         // request does not pay for it (and so a model that cannot be optimized is refused).
         if let Some(shapes) = model.fixed_input_shapes() {
@@ -133,6 +146,54 @@ impl LoadedModel {
         let ordered = self.order_and_check(inputs)?;
         let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape.clone()).collect();
         let plan = self.plan(&shapes)?;
+        self.run_plan(&plan, ordered)
+    }
+
+    /// Like [`run`](LoadedModel::run), but the call may run in one batch with concurrent
+    /// calls under the same `policy` (see `batch`). Returns the outputs and the rows of the
+    /// batch the call ran in (its own rows when it ran alone).
+    ///
+    /// A call batches when every input's first dimension is the model's varying batch
+    /// dimension, all inputs have the same number of rows, and that is at most
+    /// `max_batch_size`; any other call runs alone.
+    pub fn run_batched(
+        &self,
+        inputs: Vec<RawTensor>,
+        policy: BatchPolicy,
+    ) -> (Result<Vec<RawTensor>, InferenceError>, usize) {
+        let ordered = match self.order_and_check(inputs) {
+            Ok(ordered) => ordered,
+            Err(e) => return (Err(e), 0),
+        };
+        let rows = ordered.first().and_then(|t| t.shape.first().copied()).unwrap_or(0);
+        let batchable = rows >= 1
+            && rows <= policy.max_batch_size
+            && ordered.iter().all(|t| t.shape.first() == Some(&rows))
+            && self.signature.inputs.iter().chain(&self.signature.outputs).all(|s| s.shape.first() == Some(&-1));
+        if !batchable {
+            let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape.clone()).collect();
+            return (self.plan(&shapes).and_then(|plan| self.run_plan(&plan, ordered)), rows);
+        }
+        self.batches.run(ordered, rows, policy, &|mut inputs, merged| {
+            // A call that ran alone (the usual case at low load) runs as `run` would.
+            let rows = inputs[0].shape[0];
+            let padded = if merged { rows.next_power_of_two().min(policy.max_batch_size) } else { rows };
+            for input in &mut inputs {
+                input.data.resize(input.data.len() / rows * padded, 0);
+                input.shape[0] = padded;
+            }
+            let plan = self.plan(&inputs.iter().map(|t| t.shape.clone()).collect::<Vec<_>>())?;
+            let mut outputs = self.run_plan(&plan, inputs)?;
+            for output in outputs.iter_mut().filter(|o| padded != rows && o.shape.first() == Some(&padded)) {
+                output.data.truncate(output.data.len() / padded * rows);
+                output.shape[0] = rows;
+            }
+            Ok(outputs)
+        })
+    }
+
+    /// Runs checked, ordered inputs on `plan`.
+    fn run_plan(&self, plan: &Plan, ordered: Vec<RawTensor>) -> Result<Vec<RawTensor>, InferenceError> {
         let mut values = TVec::with_capacity(ordered.len());
         for input in ordered {
             // SAFETY: `order_and_check` verified the byte count for the datatype and that

@@ -7,7 +7,7 @@ use tract_onnx::prelude::*;
 
 use super::*;
 
-fn tract_mlp(model: &[u8], input: &[f32], batch: usize) -> Vec<f32> {
+pub(crate) fn tract_mlp(model: &[u8], input: &[f32], batch: usize) -> Vec<f32> {
     let tensor = tract_ndarray::Array2::from_shape_vec((batch, 100), input.to_vec()).unwrap().into_tensor();
     let out = models::run_tract(model, vec![tensor]).expect("tract runs the model");
     out[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()

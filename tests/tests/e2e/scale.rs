@@ -84,3 +84,63 @@ fn redeploy_bumps_revision_and_rewarms() {
     assert_eq!(admin.delete("/v1/tenants/acme/models/mlp").status, 204);
     assert_eq!(admin.get("/v1/tenants/acme/functions/f").status, 404);
 }
+
+/// Dynamic batching over HTTP: concurrent requests to a batching function each get exactly
+/// their own rows (as tract computes them alone), some of them ran in a shared batch, and the
+/// manifest's bounds are checked at deploy.
+#[test]
+fn batching_function_runs_concurrent_requests_as_one_batch() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    let model = models::mlp_batch(5);
+    upload(&admin, "acme", "mlp", &model);
+    for bad in [json!({ "max_batch_size": 0 }), json!({ "max_batch_size": 8, "max_queue_delay_us": 1_000_000 })] {
+        let r = deploy(&admin, "acme", "f", json!({ "component": "builtin:tensor", "batching": bad }));
+        assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("invalid_request")), "{bad}");
+        assert!(r.json()["error"].as_str().unwrap().contains("batching."), "{}", r.json());
+    }
+    // A long delay so that requests started together meet in one batch even on a slow machine.
+    let manifest = json!({
+        "component": "builtin:tensor",
+        "models": { "model": "mlp" },
+        "batching": { "max_batch_size": 8, "max_queue_delay_us": 100_000 },
+    });
+    assert_eq!(deploy(&admin, "acme", "f", manifest.clone()).status, 201);
+    assert_eq!(admin.get("/v1/tenants/acme/functions/f").json()["batching"], manifest["batching"]);
+    // Warm it first, so the requests below meet at the model rather than at the cold start.
+    let warmup = oip_request("input", &[1, 100], &models::seeded_input(99, &[1, 100]));
+    assert_eq!(admin.post_json("/fn/acme/f", &warmup).header("x-maas-batch-size"), Some("1"));
+
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let handles: Vec<_> = (0..6u64)
+        .map(|i| {
+            let (client, barrier) = (admin.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let input = models::seeded_input(i, &[1, 100]);
+                barrier.wait();
+                (input.clone(), client.post_json("/fn/acme/f", &oip_request("input", &[1, 100], &input)))
+            })
+        })
+        .collect();
+    let mut largest = 0;
+    for h in handles {
+        let (input, r) = h.join().unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        largest = largest.max(r.header("x-maas-batch-size").unwrap().parse::<usize>().unwrap());
+        let expected = super::platform::tract_mlp(&model, &input, 1);
+        let got: Vec<f64> =
+            r.json()["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(got.len(), 10);
+        for (a, b) in expected.iter().zip(&got) {
+            assert!((*a as f64 - b).abs() < 1e-5, "{a} alone vs {b} batched");
+        }
+    }
+    assert!(largest > 1, "no request shared a batch");
+    let metrics = String::from_utf8_lossy(&admin.get("/metrics").body).to_string();
+    let batched: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("maas_batched_invocations_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(batched >= largest as u64, "{metrics}");
+}
