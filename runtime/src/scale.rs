@@ -35,6 +35,10 @@ pub struct Warm {
     pub model_labels: HashMap<String, String>,
     /// How long the cold start that built this state took.
     pub wake_time: Duration,
+    /// The part of `wake_time` spent loading the component (deserializing, linking).
+    pub wake_component: Duration,
+    /// The part of `wake_time` spent loading and optimizing the models.
+    pub wake_models: Duration,
     /// CPU time the cold start took (charged to the request that caused it).
     pub wake_cpu: Duration,
 }

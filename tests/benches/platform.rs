@@ -42,12 +42,32 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
 
 /// One call; returns (client wall µs, server x-maas-duration-us, cold?).
 fn call(client: &Client, path: &str, body: &Value) -> (f64, f64, bool) {
+    let (wall, server, parts) = call_timed(client, path, body);
+    (wall, server, parts.is_some())
+}
+
+/// One call; returns (client wall µs, server x-maas-duration-us, and for a cold start the
+/// parts its `server-timing` names: component, models, first run, in µs).
+fn call_timed(client: &Client, path: &str, body: &Value) -> (f64, f64, Option<[f64; 3]>) {
     let started = Instant::now();
     let r = client.post_json(path, body);
     let wall = started.elapsed().as_secs_f64() * 1e6;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let server = r.header("x-maas-duration-us").unwrap().parse().unwrap();
-    (wall, server, r.header("x-maas-cold-start") == Some("true"))
+    let parts = (r.header("x-maas-cold-start") == Some("true")).then(|| {
+        let timing = r.header("server-timing").expect("server-timing on a cold start");
+        let dur = |name: &str| -> f64 {
+            let part = timing.split(", ").find(|p| p.starts_with(name)).expect("part");
+            part.rsplit("dur=").next().unwrap().parse::<f64>().unwrap() * 1e3
+        };
+        [dur("component;"), dur("models;"), dur("run;")]
+    });
+    (wall, server, parts)
+}
+
+/// Medians of each cold-start part.
+fn median_parts(parts: &[[f64; 3]]) -> [f64; 3] {
+    std::array::from_fn(|i| percentile(&mut parts.iter().map(|p| p[i]).collect::<Vec<_>>(), 0.5))
 }
 
 /// Waits until `/metrics` reports no warm function, then lets the freed memory settle.
@@ -149,9 +169,10 @@ fn main() {
     }
     let mut cold_deploy_wall = Vec::new();
     let mut cold_deploy_server = Vec::new();
+    let mut cold_deploy_parts = Vec::new();
     for i in 0..COLD {
-        let (wall, server_us, cold) = call(&admin, &format!("/fn/bench/c{i}"), &body);
-        assert!(cold);
+        let (wall, server_us, parts) = call_timed(&admin, &format!("/fn/bench/c{i}"), &body);
+        cold_deploy_parts.push(parts.expect("a cold start"));
         cold_deploy_wall.push(wall);
         cold_deploy_server.push(server_us);
     }
@@ -187,6 +208,19 @@ fn main() {
     }
     let rss_warm = rss_mib();
 
+    // Scale to zero, then cold start after it.
+    wait_for_scale_to_zero(&admin);
+    let rss_zero = rss_mib();
+    let mut cold_zero_wall = Vec::new();
+    let mut cold_zero_server = Vec::new();
+    let mut cold_zero_parts = Vec::new();
+    for i in 0..COLD {
+        let (wall, server_us, parts) = call_timed(&admin, &format!("/fn/bench/c{i}"), &body);
+        cold_zero_parts.push(parts.expect("a cold start"));
+        cold_zero_wall.push(wall);
+        cold_zero_server.push(server_us);
+    }
+
     // Throughput under concurrency: `c` clients, each on its own keep-alive connection, on one
     // warm function allowed to run them all at once.
     let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" },
@@ -196,17 +230,10 @@ fn main() {
     let throughput: Vec<Load> =
         [1, 16, 64].into_iter().map(|c| load(&server, "/fn/bench/load", c, Duration::from_secs(3), &body)).collect();
 
-    // Scale to zero, then cold start after it.
+    // The same after the load: the blocking pool and the 64 client threads (this process too)
+    // have come and gone.
     wait_for_scale_to_zero(&admin);
-    let rss_zero = rss_mib();
-    let mut cold_zero_wall = Vec::new();
-    let mut cold_zero_server = Vec::new();
-    for i in 0..COLD {
-        let (wall, server_us, cold) = call(&admin, &format!("/fn/bench/c{i}"), &body);
-        assert!(cold);
-        cold_zero_wall.push(wall);
-        cold_zero_server.push(server_us);
-    }
+    let rss_after_load = rss_mib();
 
     // Scale to zero frees what warm functions hold: three functions on three ~10 MB models.
     let rss_before_large = rss_mib();
@@ -242,9 +269,9 @@ fn main() {
     let mut batching: Vec<(&str, Vec<Load>)> = Vec::new();
     for c in [1, 16] {
         let mut rounds: [Vec<Load>; 2] = Default::default();
-        for _ in 0..4 {
+        for _ in 0..6 {
             for (i, name) in ["wide", "wide-batched"].into_iter().enumerate() {
-                rounds[i].push(load(&server, &format!("/fn/bench/{name}"), c, Duration::from_millis(750), &large_body));
+                rounds[i].push(load(&server, &format!("/fn/bench/{name}"), c, Duration::from_secs(1), &large_body));
             }
         }
         let [plain, batched] = rounds;
@@ -277,11 +304,21 @@ fn main() {
         percentile(&mut cold_zero_wall, 0.5),
         percentile(&mut cold_zero_server, 0.5)
     );
+    for (when, parts) in [("after deploy", &cold_deploy_parts), ("after scale to zero", &cold_zero_parts)] {
+        let [component, models, run] = median_parts(parts);
+        println!(
+            "  cold start {when}, parts (p50): component {component:.0} µs, model load + optimize {models:.0} µs, first run {run:.0} µs"
+        );
+    }
     println!("RSS baseline (server started, idle): {rss_baseline:>8.1} MiB");
     println!("RSS with {FUNCTIONS} warm functions:        {rss_warm:>8.1} MiB");
     println!(
         "RSS after all scaled to zero:        {rss_zero:>8.1} MiB ({:+.1}% vs baseline)",
         (rss_zero / rss_baseline - 1.0) * 100.0
+    );
+    println!(
+        "RSS scaled to zero after the throughput runs: {rss_after_load:.1} MiB ({:+.1}% vs baseline)",
+        (rss_after_load / rss_baseline - 1.0) * 100.0
     );
     for Load { clients: c, rps, p50, p99, errors, .. } in &throughput {
         println!(

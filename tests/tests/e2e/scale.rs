@@ -26,6 +26,13 @@ fn idle_function_scales_to_zero_and_wakes() {
     let first = admin.post_json("/fn/acme/f", &request);
     assert_eq!(first.header("x-maas-cold-start"), Some("true"));
     assert_eq!(status()["state"], "warm");
+    // A cold start says where its time went; a warm call has nothing to split.
+    let timing = first.header("server-timing").expect("server-timing on a cold start").to_string();
+    for part in ["component;dur=", "models;dur=", "run;dur="] {
+        assert!(timing.contains(part), "{timing}");
+    }
+    let warm = admin.post_json("/fn/acme/f", &request);
+    assert_eq!((warm.header("x-maas-cold-start"), warm.header("server-timing")), (Some("false"), None));
 
     // Wait for the reaper (idle 1 s), with a generous bound for a loaded machine.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -45,7 +52,7 @@ fn idle_function_scales_to_zero_and_wakes() {
     let s = status();
     assert_eq!(s["state"], "warm");
     assert_eq!(s["cold_starts"], 2);
-    assert_eq!(s["invocations"], 2);
+    assert_eq!(s["invocations"], 3);
 }
 
 #[test]
