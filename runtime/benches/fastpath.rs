@@ -1,6 +1,7 @@
 //! The fast path in process, without HTTP: raw tract on the seed MLP, then one invocation of
 //! `builtin:tensor` (a fresh instance from the pool, the guest decoding OIP JSON, `infer`,
-//! the guest encoding the answer), a fresh instance alone (store + instantiation, no call),
+//! the guest encoding the answer), the same with the binary tensor data extension (no
+//! numbers in JSON), a fresh instance alone (store + instantiation, no call),
 //! and a call that does no inference (the metadata `GET`: instance + `describe` + a small
 //! JSON answer).
 //!
@@ -75,8 +76,32 @@ fn main() -> anyhow::Result<()> {
         headers: vec![("content-type".into(), "application/json".into())],
         body,
     };
+    // The same input with the binary tensor data extension: a short JSON header, then the
+    // 400 bytes of the tensor; the output comes back binary too. No numbers in JSON.
+    let header = serde_json::json!({
+        "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "parameters": { "binary_data_size": 400 } }],
+        "parameters": { "binary_data_output": true },
+    })
+    .to_string();
+    let header_length = header.len();
+    let mut binary_body = header.into_bytes();
+    binary_body.extend(input.iter().flat_map(|v| v.to_le_bytes()));
+    let binary_request = || Request {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: vec![
+            ("content-type".into(), "application/octet-stream".into()),
+            ("inference-header-content-length".into(), header_length.to_string()),
+        ],
+        body: binary_body.clone(),
+    };
     let (infer_p50, infer_p99) = time(|| {
         let (response, _) = host.invoke(&pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
+        assert_eq!(response.status, 200);
+    });
+    let (binary_p50, binary_p99) = time(|| {
+        let (response, _) = host.invoke(&pre, caps.clone(), limits, binary_request()).unwrap();
         assert_eq!(response.status, 200);
     });
     // A fresh instance alone: a new store, instantiated from the pool, dropped unused.
@@ -136,7 +161,9 @@ fn main() -> anyhow::Result<()> {
     println!("raw tract run:                          p50 {tract_p50:8.1} µs   p99 {tract_p99:8.1} µs");
     println!("invocation, builtin:tensor + infer:     p50 {infer_p50:8.1} µs   p99 {infer_p99:8.1} µs");
     println!("  platform overhead over raw tract:     p50 {:8.1} µs", infer_p50 - tract_p50);
-    println!("the same, handed to another thread:     p50 {hop_p50:8.1} µs   p99 {hop_p99:8.1} µs");
+    println!("the same, binary tensor data (no JSON): p50 {binary_p50:8.1} µs   p99 {binary_p99:8.1} µs");
+    println!("  platform overhead over raw tract:     p50 {:8.1} µs", binary_p50 - tract_p50);
+    println!("the same (JSON), handed to another thread: p50 {hop_p50:8.1} µs   p99 {hop_p99:8.1} µs");
     println!("fresh instance alone (store + pool):    p50 {fresh_p50:8.1} µs   p99 {fresh_p99:8.1} µs");
     println!("invocation without inference (GET):     p50 {meta_p50:8.1} µs   p99 {meta_p99:8.1} µs");
     println!(

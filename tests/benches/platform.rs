@@ -206,6 +206,26 @@ fn main() {
         warm_wall.push(wall);
         warm_server.push(server_us);
     }
+    // The same with the binary tensor data extension: no numbers in JSON either way.
+    let header = json!({
+        "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "parameters": { "binary_data_size": 400 } }],
+        "parameters": { "binary_data_output": true },
+    })
+    .to_string();
+    let header_length = header.len().to_string();
+    let mut binary_body = header.into_bytes();
+    binary_body.extend(input.iter().flat_map(|v| v.to_le_bytes()));
+    let headers = [("inference-header-content-length", header_length.as_str())];
+    let mut binary_wall = Vec::new();
+    let mut binary_server = Vec::new();
+    for _ in 0..WARM_REQUESTS {
+        let started = Instant::now();
+        let r =
+            admin.send_with_headers("POST", "/fn/bench/f0", &headers, Some((&binary_body, "application/octet-stream")));
+        binary_wall.push(started.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        binary_server.push(r.header("x-maas-duration-us").unwrap().parse::<f64>().unwrap());
+    }
     for i in 0..FUNCTIONS {
         call(&admin, &format!("/fn/bench/f{i}"), &body);
     }
@@ -255,10 +275,10 @@ fn main() {
     wait_for_scale_to_zero(&admin);
     let rss_large_zero = rss_mib();
 
-    // Dynamic batching on a compute-bound model (100 → 2048 → 2048 → 10, one row per
+    // Dynamic batching on a compute-bound model (100 → 3072 → 3072 → 10, one row per
     // request): the same function without and with batching, at 1 and 16 clients, in
     // alternating rounds so that both see the same machine.
-    let wide = models::mlp_sized(7, 2048);
+    let wide = models::mlp_sized(7, 3072);
     assert_eq!(admin.put_bytes("/v1/tenants/bench/models/wide", &wide).status, 201);
     for (name, policy) in [("wide", Value::Null), ("wide-batched", json!({ "max_batch_size": 16 }))] {
         let mut manifest = json!({ "component": "builtin:tensor", "models": { "model": "wide" },
@@ -296,6 +316,13 @@ fn main() {
         percentile(&mut warm_wall, 0.99),
         percentile(&mut warm_server, 0.5),
         percentile(&mut warm_server, 0.99)
+    );
+    println!(
+        "the same, binary tensor data:        p50 {:>9.1} µs   p99 {:>9.1} µs   (server-side p50 {:.1} µs, p99 {:.1} µs)",
+        percentile(&mut binary_wall, 0.5),
+        percentile(&mut binary_wall, 0.99),
+        percentile(&mut binary_server, 0.5),
+        percentile(&mut binary_server, 0.99)
     );
     println!(
         "cold start, first call after deploy: p50 {:>9.1} µs   (server-side {:.1} µs), {COLD} functions, one model each",
@@ -341,7 +368,7 @@ fn main() {
         let mut p50s: Vec<f64> = rounds.iter().map(|l| l.p50).collect();
         let mean_batch = rounds.iter().map(|l| l.mean_batch).sum::<f64>() / rounds.len() as f64;
         println!(
-            "{name:>12}, {c:>2} clients (100→2048→2048→10): {rps:>7.0} req/s   p50 {:>8.1} µs   {errors} errors   mean batch {mean_batch:.1}",
+            "{name:>12}, {c:>2} clients (100→3072→3072→10): {rps:>7.0} req/s   p50 {:>8.1} µs   {errors} errors   mean batch {mean_batch:.1}",
             percentile(&mut p50s, 0.5)
         );
         rates.insert((*name, c), rps);
