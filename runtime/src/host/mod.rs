@@ -118,9 +118,12 @@ impl Host {
             .max_core_instances_per_component(32)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
-            // Keep a little of each memory resident between instances: fresh instances
-            // start faster, and it is bounded.
-            .linear_memory_keep_resident(64 << 10)
+            // Keep the bottom 256 KiB of each memory resident between instances, zeroed with
+            // memset instead of unmapped: a request to `builtin:tensor` (64 KiB stack, then
+            // data, then heap) touches nothing above it, so it takes no page faults, no
+            // madvise and no TLB shoot-downs. 64 KiB here made its in-process invocation
+            // 1.6× slower (docs/performance.md); 2 MiB was slower too (memset).
+            .linear_memory_keep_resident(256 << 10)
             .table_keep_resident(16 << 10);
         let mut cfg = Config::new();
         cfg.wasm_component_model(true)

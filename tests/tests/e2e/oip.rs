@@ -225,6 +225,13 @@ fn malformed_requests_get_precise_400s() {
     let count = oip_request("input", &[1, 100], &[1.0, 2.0]);
     cases.push(("element count", vec![], count.to_string().into_bytes(), &["2", "100"]));
     cases.push(("malformed JSON", vec![], b"{\"inputs\": [".to_vec(), &["JSON"]));
+    // Deep nesting must end in a 400, not in the guest running out of its (small) stack.
+    for depth in [120, 1000] {
+        let data = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let body =
+            format!(r#"{{"inputs": [{{"name": "input", "shape": [1, 100], "datatype": "FP32", "data": {data}}}]}}"#);
+        cases.push(("deeply nested data", vec![], body.into_bytes(), &[]));
+    }
 
     for (what, headers, body, words) in cases {
         let r = post_raw(&server, &key, "/v2/models/mlp/infer", &headers, &body);
