@@ -2,10 +2,10 @@
 //! dimension run as one batch.
 //!
 //! There is no batching thread. Calls join a `Queue` (one per model, per-row shapes and
-//! policy); a caller that finds a free *lane* (one per core, as a tract run uses one) and no
-//! other leader gathering becomes a *leader*: it waits up to the policy's delay for more rows,
-//! takes up to `max_batch_size` rows from the front, runs them as one tract run, splits the
-//! outputs by rows and hands every caller its own. With a delay of 0 a lone call runs at once,
+//! policy); a caller that finds a free *lane* (one per core per queue, as a tract run uses
+//! one) and no other leader gathering becomes a *leader*: it waits up to the policy's delay
+//! for more rows, takes up to `max_batch_size` rows from the front, runs them as one tract
+//! run, splits the outputs by rows and hands every caller its own. With a delay of 0 a lone call runs at once,
 //! and calls arriving while every lane is busy form the next batch: batches grow exactly when
 //! the model is the bottleneck.
 //!
@@ -134,12 +134,17 @@ impl Queue {
     }
 
     /// Runs one batch on the lane [`promote`] reserved for this caller: gather rows, take a
-    /// batch, run it, hand out the results, and pass the lane on. (Not passed on before the
-    /// run: the next leader would find only the stragglers, and small batches waste the lane.)
+    /// batch, run it, hand out the results, and pass the lane on. Another leader starts before
+    /// the run only when a full batch is left waiting: otherwise it would find only the
+    /// stragglers, and small batches waste a lane.
     fn lead(&self, policy: BatchPolicy, run: &Runner) {
         let mut state = self.gather(self.state.lock().expect("batch queue lock"), policy);
         state.gathering = false;
         let batch = take_batch(&mut state.waiting, policy.max_batch_size);
+        // A full batch still waiting need not wait for this run: give it a free lane now.
+        if state.waiting.iter().map(|e| e.rows).sum::<usize>() >= policy.max_batch_size {
+            promote(&mut state);
+        }
         drop(state);
         let tickets: Vec<Arc<Ticket>> = batch.iter().map(|e| e.ticket.clone()).collect();
         for (ticket, result) in tickets.iter().zip(run_batch(batch, run)) {
