@@ -78,14 +78,7 @@ fn main() -> anyhow::Result<()> {
     };
     // The same input with the binary tensor data extension: a short JSON header, then the
     // 400 bytes of the tensor; the output comes back binary too. No numbers in JSON.
-    let header = serde_json::json!({
-        "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "parameters": { "binary_data_size": 400 } }],
-        "parameters": { "binary_data_output": true },
-    })
-    .to_string();
-    let header_length = header.len();
-    let mut binary_body = header.into_bytes();
-    binary_body.extend(input.iter().flat_map(|v| v.to_le_bytes()));
+    let (binary_body, header_length) = maas_tests::oip_binary_body("input", &[1, 100], &input);
     let binary_request = || Request {
         method: "POST".into(),
         path: "/".into(),

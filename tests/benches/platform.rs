@@ -207,14 +207,8 @@ fn main() {
         warm_server.push(server_us);
     }
     // The same with the binary tensor data extension: no numbers in JSON either way.
-    let header = json!({
-        "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "parameters": { "binary_data_size": 400 } }],
-        "parameters": { "binary_data_output": true },
-    })
-    .to_string();
-    let header_length = header.len().to_string();
-    let mut binary_body = header.into_bytes();
-    binary_body.extend(input.iter().flat_map(|v| v.to_le_bytes()));
+    let (binary_body, header_length) = maas_tests::oip_binary_body("input", &[1, 100], &input);
+    let header_length = header_length.to_string();
     let headers = [("inference-header-content-length", header_length.as_str())];
     let mut binary_wall = Vec::new();
     let mut binary_server = Vec::new();

@@ -27,6 +27,22 @@ pub fn guest_wasm(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
+/// An OIP infer body with the binary tensor data extension, asking for binary outputs: a JSON
+/// header naming one FP32 input, then its `data` little-endian. Returns the body and the
+/// header's length (the `Inference-Header-Content-Length` value).
+pub fn oip_binary_body(input: &str, shape: &[usize], data: &[f32]) -> (Vec<u8>, usize) {
+    let header = serde_json::json!({
+        "inputs": [{ "name": input, "shape": shape, "datatype": "FP32",
+                     "parameters": { "binary_data_size": data.len() * 4 } }],
+        "parameters": { "binary_data_output": true },
+    })
+    .to_string();
+    let header_length = header.len();
+    let mut body = header.into_bytes();
+    body.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+    (body, header_length)
+}
+
 /// A maas server running on its own thread and tokio runtime, on `127.0.0.1:0`.
 pub struct TestServer {
     addr: SocketAddr,
