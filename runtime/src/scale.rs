@@ -282,7 +282,6 @@ impl Scaler {
 
     /// Starts the reaper task; it stops when the scaler is dropped.
     pub fn spawn_reaper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        fix_mmap_threshold();
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -292,7 +291,7 @@ impl Scaler {
                     tracing::info!(functions = dropped, "scaled to zero");
                     // Give the freed model and code memory back to the OS so an idle server
                     // returns to its baseline.
-                    tokio::task::spawn_blocking(release_free_memory);
+                    tokio::task::spawn_blocking(crate::memory::release_free);
                 }
                 let turned_warm = scaler.turned_warm.clone();
                 drop(scaler);
@@ -334,32 +333,5 @@ impl Scaler {
         let count = dropped.len();
         drop(dropped);
         (next.map(|at| Duration::from_millis(at.saturating_sub(now).max(10))), count)
-    }
-}
-
-/// Allocations of 4 MiB and more (model files, weights, plans' packed constants) get their own
-/// mappings, returned to the OS as soon as they are freed. glibc's default threshold starts at
-/// 128 KiB but rises to the size of the largest block freed (up to 32 MiB), after which model
-/// weights land in the heap, and a model freed by scale to zero leaves holes the heap keeps.
-/// Process-wide, set once.
-fn fix_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only changes allocator tuning, for allocations made from now on.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-            }
-        });
-    }
-}
-
-/// Returns freed heap pages to the OS (glibc keeps them otherwise).
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it only releases free memory.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -27,14 +27,20 @@ pub struct Server {
 impl Server {
     /// Opens the registry, builds the host and binds the listener. Call from a tokio runtime.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        crate::memory::fix_mmap_threshold();
         let secrets = Secrets::load(&config)?;
         let registry = {
             let (dir, key) = (config.data_dir.join("db"), secrets.master_key);
             tokio::task::spawn_blocking(move || Registry::open(&dir, key)).await?.context("opening the registry")?
         };
         let host_config = config.host.clone();
-        let host =
-            tokio::task::spawn_blocking(move || Host::new(&host_config)).await?.context("building the wasm host")?;
+        let host = tokio::task::spawn_blocking(move || {
+            let host = Host::new(&host_config);
+            crate::memory::release_free();
+            host
+        })
+        .await?
+        .context("building the wasm host")?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let app = App::new(config, registry, host, Authenticator::new(secrets.admin_key_hash));
         Ok(Self { app, listener, admin_key_file: secrets.admin_key_file })

@@ -2,16 +2,19 @@
 //! cold start (first call after deploy, and after scale to zero, each function on its own
 //! model so every cold start loads one), warm latency over HTTP on loopback against raw tract
 //! in process, throughput at 1/16/64 clients, dynamic batching on a compute-bound model, and
-//! the process's RSS at baseline, with 100 warm functions, after every function scaled to
+//! the server's RSS at baseline, with 100 warm functions, after every function scaled to
 //! zero, and with 1,000 idle functions.
 //!
-//! Run: `cargo bench -p maas-tests --bench platform` (the server runs in this process, on a
-//! temporary sled directory; figures are medians unless marked p99).
+//! Run: `cargo bench -p maas-tests --bench platform` (the server runs in a child process, this
+//! binary again, on a temporary sled directory; figures are medians unless marked p99).
 //!
 //! Profiling the warm path: `MAAS_BENCH_WARM_ONLY=8 perf record -D 4000 -g <bench binary>`
 //! makes only warm calls, for 8 seconds, after the setup (which `-D` skips).
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use maas_tests::{Client, TestServer, models};
@@ -24,14 +27,86 @@ const FUNCTIONS: usize = 100;
 const COLD: usize = 10;
 const WARM_REQUESTS: usize = 3000;
 
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
+/// Set in the child process that runs the server.
+const SERVE_ENV: &str = "MAAS_BENCH_SERVE";
+
+/// The server under test, in a child process (this binary again, with [`SERVE_ENV`] set), so
+/// that its RSS is the server's alone: not the load generator's threads and buffers, the raw
+/// tract plan, or code pages only the client ran.
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// Resident memory of a process, MiB: the total, and its private (anonymous) part, which is
+/// what the server allocated (heap, stacks, pools); the rest is mapped files, mostly the
+/// executable's code pages that have run (clean, shared with the page cache).
+#[derive(Clone, Copy)]
+struct Rss {
+    total: f64,
+    anon: f64,
+}
+
+impl std::fmt::Display for Rss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:>6.1} MiB (private {:.1} MiB)", self.total, self.anon)
+    }
+}
+
+impl Rss {
+    /// "+x% vs `label`" for the total and the private part.
+    fn against(&self, base: Rss, label: &str) -> String {
+        let pct = |a: f64, b: f64| (a / b - 1.0) * 100.0;
+        format!("{:+.1}% vs {label}, private {:+.1}%", pct(self.total, base.total), pct(self.anon, base.anon))
+    }
+}
+
+impl ServerProcess {
+    fn start() -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .env(SERVE_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the server process");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("server address");
+        let addr = line.trim().parse().unwrap_or_else(|_| panic!("server printed {line:?}, not its address"));
+        Self { child, addr }
+    }
+
+    fn admin(&self) -> Client {
+        Client::admin_at(self.addr)
+    }
+
+    fn rss(&self) -> Rss {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let mib = |key: &str| -> f64 {
+            let kb: f64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0.0);
+            kb / 1024.0
+        };
+        Rss { total: mib("VmRSS:"), anon: mib("RssAnon:") }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // Closing its stdin stops the server (which then removes its data directory).
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The child's side: serve until stdin closes.
+fn serve() {
+    let server = TestServer::start();
+    println!("{}", server.addr());
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    drop(server);
 }
 
 fn percentile(samples: &mut [f64], p: f64) -> f64 {
@@ -95,7 +170,7 @@ struct Load {
 }
 
 /// `clients` threads calling `path` back to back for `duration`.
-fn load(server: &TestServer, path: &str, clients: usize, duration: Duration, body: &Value) -> Load {
+fn load(server: &ServerProcess, path: &str, clients: usize, duration: Duration, body: &Value) -> Load {
     let started = Instant::now();
     let results: Vec<(Vec<f64>, usize, usize)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
@@ -126,10 +201,13 @@ fn load(server: &TestServer, path: &str, clients: usize, duration: Duration, bod
 }
 
 fn main() {
-    let server = TestServer::start();
+    if std::env::var_os(SERVE_ENV).is_some() {
+        return serve();
+    }
+    let server = ServerProcess::start();
     // Let the allocator and runtime settle before the baseline.
     std::thread::sleep(Duration::from_millis(500));
-    let rss_baseline = rss_mib();
+    let rss_baseline = server.rss();
     let admin = server.admin();
     // The bench measures the platform, not the default per-tenant admission limits.
     let quota = json!({ "rate_per_second": 1e9, "max_concurrency": 1024, "max_functions": 1000, "max_models": 100 });
@@ -174,7 +252,7 @@ fn main() {
     }
     // Everything deployed, nothing run yet: the registry holds its records, nothing is warm.
     std::thread::sleep(Duration::from_millis(500));
-    let rss_deployed = rss_mib();
+    let rss_deployed = server.rss();
     let mut cold_deploy_wall = Vec::new();
     let mut cold_deploy_server = Vec::new();
     let mut cold_deploy_parts = Vec::new();
@@ -223,11 +301,11 @@ fn main() {
     for i in 0..FUNCTIONS {
         call(&admin, &format!("/fn/bench/f{i}"), &body);
     }
-    let rss_warm = rss_mib();
+    let rss_warm = server.rss();
 
     // Scale to zero, then cold start after it.
     wait_for_scale_to_zero(&admin);
-    let rss_zero = rss_mib();
+    let rss_zero = server.rss();
     let mut cold_zero_wall = Vec::new();
     let mut cold_zero_server = Vec::new();
     let mut cold_zero_parts = Vec::new();
@@ -250,10 +328,10 @@ fn main() {
     // The same after the load: the blocking pool and the 64 client threads (this process too)
     // have come and gone.
     wait_for_scale_to_zero(&admin);
-    let rss_after_load = rss_mib();
+    let rss_after_load = server.rss();
 
     // Scale to zero frees what warm functions hold: three functions on three ~10 MB models.
-    let rss_before_large = rss_mib();
+    let rss_before_large = server.rss();
     let large_input = models::seeded_input(2, &[1, 100]);
     let large_body =
         json!({ "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "data": large_input }] });
@@ -265,9 +343,9 @@ fn main() {
         assert_eq!(admin.put_json(&format!("/v1/tenants/bench/functions/g{i}"), &manifest).status, 201);
         call(&admin, &format!("/fn/bench/g{i}"), &large_body);
     }
-    let rss_large_warm = rss_mib();
+    let rss_large_warm = server.rss();
     wait_for_scale_to_zero(&admin);
-    let rss_large_zero = rss_mib();
+    let rss_large_zero = server.rss();
 
     // Dynamic batching on a compute-bound model (100 → 3072 → 3072 → 10, one row per
     // request): the same function without and with batching, at 1 and 16 clients, in
@@ -334,26 +412,26 @@ fn main() {
             "  cold start {when}, parts (p50): component {component:.0} µs, model load + optimize {models:.0} µs, first run {run:.0} µs"
         );
     }
-    println!("RSS baseline (server started, idle): {rss_baseline:>8.1} MiB");
-    println!("RSS with {FUNCTIONS} warm functions:        {rss_warm:>8.1} MiB");
-    println!("RSS with {} functions deployed, none run yet: {rss_deployed:.1} MiB", FUNCTIONS + COLD);
+    println!("server RSS baseline (started, idle):  {rss_baseline}");
+    println!("RSS with {} functions deployed, none run: {rss_deployed}", FUNCTIONS + COLD);
+    println!("RSS with {FUNCTIONS} warm functions:          {rss_warm}");
     println!(
-        "RSS after all scaled to zero:        {rss_zero:>8.1} MiB ({:+.1}% vs baseline, {:+.1}% vs deployed)",
-        (rss_zero / rss_baseline - 1.0) * 100.0,
-        (rss_zero / rss_deployed - 1.0) * 100.0
+        "RSS after all scaled to zero:          {rss_zero}: {}; {}",
+        rss_zero.against(rss_baseline, "baseline"),
+        rss_zero.against(rss_deployed, "deployed")
     );
     println!(
-        "RSS scaled to zero after the throughput runs: {rss_after_load:.1} MiB ({:+.1}% vs baseline)",
-        (rss_after_load / rss_baseline - 1.0) * 100.0
+        "RSS scaled to zero after the throughput runs: {rss_after_load}: {}",
+        rss_after_load.against(rss_baseline, "baseline")
     );
     for Load { clients: c, rps, p50, p99, errors, .. } in &throughput {
         println!(
             "throughput, {c:>2} concurrent clients:  {rps:>7.0} req/s   p50 {p50:>8.1} µs   p99 {p99:>8.1} µs   {errors} errors"
         );
     }
-    println!("RSS before 3 functions on ~10 MB models: {rss_before_large:>5.1} MiB");
-    println!("RSS with those 3 warm:               {rss_large_warm:>8.1} MiB");
-    println!("RSS after they scaled to zero:       {rss_large_zero:>8.1} MiB");
+    println!("RSS before 3 functions on ~10 MB models: {rss_before_large}");
+    println!("RSS with those 3 warm:                {rss_large_warm}");
+    println!("RSS after they scaled to zero:        {rss_large_zero}");
     let mut rates = HashMap::new();
     for (name, rounds) in &batching {
         let c = rounds[0].clients;
@@ -374,7 +452,7 @@ fn main() {
     );
 
     // 1,000 deployed, idle functions across 100 tenants: what they cost when nobody calls.
-    let rss_before_idle = rss_mib();
+    let rss_before_idle = server.rss();
     for t in 0..100 {
         let tenant = format!("idle{t}");
         assert_eq!(admin.post_json("/v1/tenants", &json!({ "name": tenant })).status, 201);
@@ -385,10 +463,11 @@ fn main() {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    let rss_idle = rss_mib();
+    let rss_idle = server.rss();
     println!(
-        "RSS with 1,000 idle functions (100 tenants): {rss_idle:.1} MiB ({:+.1} MiB over {rss_before_idle:.1})",
-        rss_idle - rss_before_idle
+        "RSS with 1,000 idle functions (100 tenants): {rss_idle}: {:+.1} MiB over {:.1}",
+        rss_idle.total - rss_before_idle.total,
+        rss_before_idle.total
     );
     drop(server);
 }

@@ -194,6 +194,12 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the server at `addr` with the admin key (for a server started with
+    /// [`TestServer`] in another process).
+    pub fn admin_at(addr: SocketAddr) -> Self {
+        Self::new(addr, Some(ADMIN_KEY.to_string()))
+    }
+
     fn new(addr: SocketAddr, key: Option<String>) -> Self {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
         Self { base: format!("http://{addr}"), key, agent }

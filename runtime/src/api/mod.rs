@@ -16,14 +16,13 @@ mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use maas_registry::Registry;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use self::body::{Leftover, RequestBody};
@@ -34,6 +33,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::host::Host;
 use crate::inference::ModelCache;
 use crate::metering::Meter;
+use crate::pool::WorkPool;
 use crate::routes::{OipAction, Route};
 use crate::scale::Scaler;
 
@@ -54,7 +54,7 @@ pub struct App {
     /// CPU, energy and CO2e per tenant, function and day.
     pub meter: Arc<Meter>,
     pub(crate) auth: Authenticator,
-    blocking: Arc<Semaphore>,
+    pool: WorkPool,
     metrics: Metrics,
 }
 
@@ -74,7 +74,8 @@ struct Metrics {
 
 impl App {
     pub(crate) fn new(config: Config, registry: Registry, host: Host, auth: Authenticator) -> Arc<Self> {
-        let blocking = Arc::new(Semaphore::new(config.max_blocking));
+        // Idle pool threads leave after 10 s, as tokio's blocking threads do.
+        let pool = WorkPool::new(config.max_blocking, Duration::from_secs(10));
         let meter = Meter::new(config.energy);
         Arc::new(Self {
             config,
@@ -85,25 +86,19 @@ impl App {
             admission: Admission::default(),
             meter,
             auth,
-            blocking,
+            pool,
             metrics: Metrics::default(),
         })
     }
 
-    /// Runs CPU-bound work (wasm, inference, compilation) on the blocking pool, at most
-    /// `max_blocking` jobs at once; waiting callers queue here, not on threads.
+    /// Runs CPU-bound work (wasm, inference, compilation) on the [`WorkPool`], at most
+    /// `max_blocking` jobs at once; waiting jobs queue in the pool, not on threads.
     pub async fn blocking<T, F>(&self, job: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let permit = self.blocking.clone().acquire_owned().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            job()
-        })
-        .await
-        .map_err(ApiError::internal)
+        self.pool.run(job).await.map_err(|_| ApiError::internal("a job on the work pool panicked"))
     }
 }
 
