@@ -117,6 +117,8 @@ pub(crate) struct Inner {
     write: Mutex<()>,
     /// Finished blobs not yet committed nor discarded: id → (tenant, blob).
     pending: Mutex<HashMap<u64, (String, BlobRef)>>,
+    /// Where blob chunks are files ([`blob`]): `chunks/` in the store's directory.
+    chunks_dir: std::path::PathBuf,
 }
 
 impl Inner {
@@ -129,10 +131,8 @@ impl Inner {
     }
 }
 
-/// sled's page cache. Metadata is small and blobs are read once per wake, so a small cache
-/// costs nothing measurable and keeps an idle server's memory near its baseline (sled's default
-/// of 1 GiB would keep every uploaded model resident; 4 instead of 16 MiB took 30 MiB off the
-/// peak of three warm 10 MB models in the platform bench).
+/// sled's page cache. sled holds only records (blob chunks are files), so a small cache costs
+/// nothing measurable and keeps an idle server's memory near its baseline.
 const CACHE_BYTES: u64 = 4 << 20;
 
 /// Opens sled, waiting briefly for the file lock: a store that was just dropped in this
@@ -176,12 +176,25 @@ impl Registry {
                 meta.flush()?;
             }
         }
+        let chunks_dir = path.join("chunks");
+        std::fs::create_dir_all(&chunks_dir).map_err(|e| Error::Storage(sled::Error::Io(e)))?;
         let registry = Registry {
-            inner: Arc::new(Inner { db, trees, crypto, write: Mutex::new(()), pending: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(Inner {
+                db,
+                trees,
+                crypto,
+                write: Mutex::new(()),
+                pending: Mutex::new(HashMap::new()),
+                chunks_dir,
+            }),
         };
+        let moved = blob::migrate_tree_chunks(&registry.inner)?;
+        if moved > 0 {
+            tracing::info!(chunks = moved, "moved blob chunks from sled into files");
+        }
         let swept = blob::sweep_orphans(&registry.inner)?;
         if swept > 0 {
-            tracing::info!(chunks = swept, "swept orphan blob chunks");
+            tracing::info!(blobs = swept, "swept orphan blobs");
         }
         Ok(registry)
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::blob::chunk_key;
+use crate::blob::{blob_dir, chunk_path};
 use crate::store::{T, prefix};
 use crate::*;
 
@@ -53,12 +53,15 @@ fn manifest(json: &str) -> Manifest {
     serde_json::from_str(json).unwrap()
 }
 
+/// Chunk files in the store.
 fn chunks(reg: &Registry) -> usize {
-    reg.trees().tree(T::Blobs).len()
+    let blobs = std::fs::read_dir(&reg.inner.chunks_dir).unwrap();
+    blobs.map(|b| std::fs::read_dir(b.unwrap().path()).unwrap().count()).sum()
 }
 
+/// Chunk files of blob `id`.
 fn chunks_of(reg: &Registry, id: u64) -> usize {
-    reg.trees().tree(T::Blobs).scan_prefix(id.to_be_bytes()).count()
+    std::fs::read_dir(blob_dir(&reg.inner, id)).map_or(0, |files| files.count())
 }
 
 #[test]
@@ -358,31 +361,32 @@ fn tampering_is_detected() {
     reg.create_tenant("other", None).unwrap();
     let bytes = data(5 * MIB / 2, 1);
     let blob = upload(&reg, "acme", &bytes);
-    let tree = reg.trees().tree(T::Blobs);
+    let get = get_file;
+    let insert = |k: &Path, v: Vec<u8>| std::fs::write(k, v).unwrap();
 
     // A flipped ciphertext byte in the middle chunk.
-    let k = chunk_key(blob.id, 1);
-    let good = tree.get(k).unwrap().unwrap();
+    let k = chunk_path(&reg.inner, blob.id, 1);
+    let good = get(&k);
     let mut bad = good.to_vec();
     bad[5000] ^= 1;
-    tree.insert(k, bad).unwrap();
+    insert(&k, bad);
     assert_corrupt(&reg, "acme", &blob);
     // The streaming reader returns InvalidData wrapping Error::Corrupt.
     let mut r = reg.blob_reader("acme", &blob).unwrap();
     let e = r.read_to_end(&mut Vec::new()).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
     assert!(matches!(e.get_ref().and_then(|e| e.downcast_ref::<Error>()), Some(Error::Corrupt(_))));
-    tree.insert(k, good.clone()).unwrap();
+    insert(&k, good.clone());
     assert_eq!(reg.read_blob("acme", &blob).unwrap(), bytes);
 
     // Swapped chunks.
-    let k0 = chunk_key(blob.id, 0);
-    let c0 = tree.get(k0).unwrap().unwrap();
-    tree.insert(k0, good.clone()).unwrap();
-    tree.insert(k, c0.clone()).unwrap();
+    let k0 = chunk_path(&reg.inner, blob.id, 0);
+    let c0 = get(&k0);
+    insert(&k0, good.clone());
+    insert(&k, c0.clone());
     assert_corrupt(&reg, "acme", &blob);
-    tree.insert(k0, c0).unwrap();
-    tree.insert(k, good).unwrap();
+    insert(&k0, c0);
+    insert(&k, good);
 
     // Another tenant's key does not open it.
     assert_corrupt(&reg, "other", &blob);
@@ -396,8 +400,9 @@ fn tampering_is_detected() {
     assert_corrupt(&reg, "acme", &wrong);
 
     // Truncation: the last chunk dropped...
-    let k2 = chunk_key(blob.id, 2);
-    let last = tree.remove(k2).unwrap().unwrap();
+    let k2 = chunk_path(&reg.inner, blob.id, 2);
+    let last = get(&k2);
+    std::fs::remove_file(&k2).unwrap();
     assert_corrupt(&reg, "acme", &blob);
     // ...even if the metadata is made to agree: chunk 1 was not sealed as the last one.
     let mut truncated = blob.clone();
@@ -405,8 +410,40 @@ fn tampering_is_detected() {
     truncated.size = 2 * CHUNK_SIZE as u64;
     truncated.sha256 = blob_sha(&bytes[..2 * CHUNK_SIZE]);
     assert_corrupt(&reg, "acme", &truncated);
-    tree.insert(k2, last).unwrap();
+    insert(&k2, last);
     assert_eq!(reg.read_blob("acme", &blob).unwrap(), bytes);
+}
+
+/// A store from before chunk files, with its chunks in the `blobs` tree: the next open moves
+/// them into files, empties the tree, and every blob reads back whole.
+#[test]
+fn chunks_in_the_tree_move_to_files_at_open() {
+    let (dir, reg) = open();
+    reg.create_tenant("acme", None).unwrap();
+    let bytes = data(5 * MIB / 2, 3);
+    let version = model(&reg, "acme", "m", &bytes).unwrap();
+    let empty = model(&reg, "acme", "e", b"").unwrap();
+    // Put the store in the old layout: chunks as tree values under `id ‖ index`, no files.
+    let tree = reg.trees().tree(T::Blobs);
+    for blob in [&version.blob, &empty.blob] {
+        for index in 0..blob.chunks {
+            let mut key = blob.id.to_be_bytes().to_vec();
+            key.extend(index.to_be_bytes());
+            tree.insert(key, get_file(&chunk_path(&reg.inner, blob.id, index))).unwrap();
+        }
+        std::fs::remove_dir_all(blob_dir(&reg.inner, blob.id)).unwrap();
+    }
+    assert_eq!((chunks(&reg), tree.len()), (0, 4));
+    assert_corrupt(&reg, "acme", &version.blob);
+
+    let reg = reopen(dir.path(), reg);
+    assert_eq!((chunks(&reg), reg.trees().tree(T::Blobs).len()), (4, 0));
+    assert_eq!(reg.read_blob("acme", &version.blob).unwrap(), bytes);
+    assert_eq!(reg.read_blob("acme", &empty.blob).unwrap(), b"");
+}
+
+fn get_file(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
