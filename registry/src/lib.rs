@@ -1,4 +1,5 @@
-//! The maas store: tenants, API keys, models, components, functions and their blobs, in [sled].
+//! The maas store: tenants, API keys, models, components and functions in [sled], their blobs in
+//! encrypted chunk files beside it.
 //!
 //! This crate is the storage layer and nothing else: no HTTP, no WebAssembly, no inference. It owns the
 //! naming rules, quota checks at commit time, manifest validation, and encryption at rest.
@@ -44,10 +45,11 @@
 //! # Storage layout
 //!
 //! One sled tree per keyspace (`tenants`, `keys`, `keys_by_tenant`, `models`, `model_seq`, `components`,
-//! `artifacts`, `functions`, `blobs`, `blob_refs`, `usage`, `meta`). Keys are `tenant 0x00 name ...`, with
-//! big-endian integers where order matters (model versions, blob ids, chunk indexes); values are JSON,
-//! except blob chunks. Blob chunks are written first; the metadata that makes them visible (and the
-//! `blob_refs` entry that keeps them from being swept) is committed last, in one transaction.
+//! `artifacts`, `functions`, `blob_refs`, `usage`, `meta`). Keys are `tenant 0x00 name ...`, with
+//! big-endian integers where order matters (model versions, blob ids); values are JSON. Blob chunks are
+//! files, `chunks/<blob id>/<chunk index>` in the store's directory (`src/blob.rs` says why not sled values).
+//! They are written (and synced) first; the metadata that makes them visible (and the `blob_refs` entry
+//! that keeps them from being swept) is committed last, in one transaction.
 //!
 //! # Concurrency
 //!

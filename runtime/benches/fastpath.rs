@@ -3,9 +3,7 @@
 //! the guest encoding the answer), the same with the binary tensor data extension (no
 //! numbers in JSON), a fresh instance alone (store + instantiation, no call),
 //! and a call that does no inference (the metadata `GET`: instance + `describe` + a small
-//! JSON answer). Then the JSON call handed from an async task to a pool thread and back, as
-//! the server does it: to maas's [`WorkPool`] and to tokio's blocking pool, in alternating
-//! blocks of 500 calls after a burst of eight concurrent jobs has started eight threads in each.
+//! JSON answer).
 //!
 //! Then the parts of a cold start: deserializing a precompiled component, linking it into an
 //! `InstancePre`, loading and optimizing the model, and its first run (which builds the plan
@@ -16,11 +14,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use maas_runtime::host::{BoundModel, Capabilities, Host, HostConfig, Limits, Request};
 use maas_runtime::inference::{Datatype, LoadedModel, RawTensor};
-use maas_runtime::pool::WorkPool;
 use maas_tests::models;
 
 const CALLS: usize = 5000;
@@ -41,12 +38,8 @@ fn time_n(warmup: usize, calls: usize, mut f: impl FnMut()) -> (f64, f64) {
             started.elapsed().as_secs_f64() * 1e6
         })
         .collect();
-    p50_p99(&mut us)
-}
-
-fn p50_p99(us: &mut [f64]) -> (f64, f64) {
     us.sort_by(f64::total_cmp);
-    (us[us.len() / 2], us[us.len() * 99 / 100])
+    (us[calls / 2], us[calls * 99 / 100])
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,58 +106,26 @@ fn main() -> anyhow::Result<()> {
         assert_eq!(response.status, 200);
     });
 
-    // The same call handed from an async task to a pool thread each time, as the server does:
-    // to maas's work pool, and to tokio's blocking pool, in alternating rounds. Eight
-    // concurrent jobs first start eight threads in each, as any burst of requests would.
-    let shared = Arc::new((host, pre, caps, body));
-    let job = {
-        let shared = shared.clone();
-        move || {
-            let (host, pre, caps, body) = &*shared;
-            let (response, _) = host.invoke(pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
-            assert_eq!(response.status, 200);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let pool = Arc::new(WorkPool::new(32, Duration::from_secs(60)));
-    let burst = || std::thread::sleep(Duration::from_millis(20));
-    let (mut to_pool, mut to_tokio) = (Vec::new(), Vec::new());
-    runtime.block_on(async {
-        let pool_burst: Vec<_> = (0..8)
-            .map(|_| {
-                let pool = pool.clone();
-                tokio::spawn(async move { pool.run(burst).await })
-            })
-            .collect();
-        let tokio_burst: Vec<_> = (0..8).map(|_| tokio::task::spawn_blocking(burst)).collect();
-        for handle in pool_burst {
-            handle.await.unwrap().unwrap();
-        }
-        for handle in tokio_burst {
-            handle.await.unwrap();
-        }
-        for round in 0..12 {
-            for _ in 0..500 {
-                let started = Instant::now();
-                pool.run(job.clone()).await.unwrap();
-                let us = started.elapsed().as_secs_f64() * 1e6;
-                if round > 0 {
-                    to_pool.push(us);
-                }
+    // The same call handed to another thread each time, as the server hands it from an async
+    // worker to the blocking pool: what the hop costs.
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (hop_p50, hop_p99) = std::thread::scope(|s| {
+        let (host, pre, caps, body, request) = (&host, &pre, &caps, &body, &request);
+        s.spawn(move || {
+            while job_rx.recv().is_ok() {
+                let (response, _) = host.invoke(pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
+                assert_eq!(response.status, 200);
+                done_tx.send(()).unwrap();
             }
-            for _ in 0..500 {
-                let started = Instant::now();
-                tokio::task::spawn_blocking(job.clone()).await.unwrap();
-                let us = started.elapsed().as_secs_f64() * 1e6;
-                if round > 0 {
-                    to_tokio.push(us);
-                }
-            }
-        }
+        });
+        let figures = time(|| {
+            job_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+        });
+        drop(job_tx);
+        figures
     });
-    let (pool_p50, pool_p99) = p50_p99(&mut to_pool);
-    let (tokio_p50, tokio_p99) = p50_p99(&mut to_tokio);
-    let (host, _, _, _) = &*shared;
 
     // The parts of a cold start.
     let artifact = component.serialize()?;
@@ -195,12 +156,7 @@ fn main() -> anyhow::Result<()> {
     println!("  platform overhead over raw tract:     p50 {:8.1} µs", infer_p50 - tract_p50);
     println!("the same, binary tensor data (no JSON): p50 {binary_p50:8.1} µs   p99 {binary_p99:8.1} µs");
     println!("  platform overhead over raw tract:     p50 {:8.1} µs", binary_p50 - tract_p50);
-    println!(
-        "the same (JSON), from an async task to maas's work pool:     p50 {pool_p50:8.1} µs   p99 {pool_p99:8.1} µs"
-    );
-    println!(
-        "the same (JSON), from an async task to tokio's blocking pool: p50 {tokio_p50:8.1} µs   p99 {tokio_p99:8.1} µs"
-    );
+    println!("the same (JSON), handed to another thread: p50 {hop_p50:8.1} µs   p99 {hop_p99:8.1} µs");
     println!("fresh instance alone (store + pool):    p50 {fresh_p50:8.1} µs   p99 {fresh_p99:8.1} µs");
     println!("invocation without inference (GET):     p50 {meta_p50:8.1} µs   p99 {meta_p99:8.1} µs");
     println!(

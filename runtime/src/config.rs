@@ -25,7 +25,7 @@ pub struct Config {
     pub master_key: Option<String>,
     /// Sizing of the wasmtime host.
     pub host: HostConfig,
-    /// How many wasm or inference jobs may run at once on the work pool ([`crate::pool`]).
+    /// How many wasm or inference jobs may be in flight on the blocking pool at once.
     ///
     /// Not just one per core: a job may wait without using the CPU (for its turn in a
     /// dynamic batch, say), and a batch can only be as large as the jobs in flight.

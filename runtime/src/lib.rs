@@ -38,7 +38,6 @@ pub mod host;
 pub mod inference;
 mod memory;
 pub mod metering;
-pub mod pool;
 pub mod routes;
 pub mod scale;
 pub mod server;

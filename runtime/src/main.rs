@@ -55,7 +55,10 @@ fn serve(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
     config.listen = listen;
     config.admin_key = std::env::var("MAAS_ADMIN_KEY").ok();
     config.master_key = std::env::var("MAAS_MASTER_KEY").ok();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(config.max_blocking * 2 + 8)
+        .build()?;
     runtime.block_on(async {
         let server = maas_runtime::Server::bind(config).await?;
         if let Some(path) = server.admin_key_file() {

@@ -16,13 +16,14 @@ mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use maas_registry::Registry;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use self::body::{Leftover, RequestBody};
@@ -33,7 +34,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::host::Host;
 use crate::inference::ModelCache;
 use crate::metering::Meter;
-use crate::pool::WorkPool;
 use crate::routes::{OipAction, Route};
 use crate::scale::Scaler;
 
@@ -54,7 +54,7 @@ pub struct App {
     /// CPU, energy and CO2e per tenant, function and day.
     pub meter: Arc<Meter>,
     pub(crate) auth: Authenticator,
-    pool: WorkPool,
+    blocking: Arc<Semaphore>,
     metrics: Metrics,
 }
 
@@ -74,8 +74,7 @@ struct Metrics {
 
 impl App {
     pub(crate) fn new(config: Config, registry: Registry, host: Host, auth: Authenticator) -> Arc<Self> {
-        // Idle pool threads leave after 10 s, as tokio's blocking threads do.
-        let pool = WorkPool::new(config.max_blocking, Duration::from_secs(10));
+        let blocking = Arc::new(Semaphore::new(config.max_blocking));
         let meter = Meter::new(config.energy);
         Arc::new(Self {
             config,
@@ -86,19 +85,25 @@ impl App {
             admission: Admission::default(),
             meter,
             auth,
-            pool,
+            blocking,
             metrics: Metrics::default(),
         })
     }
 
-    /// Runs CPU-bound work (wasm, inference, compilation) on the [`WorkPool`], at most
-    /// `max_blocking` jobs at once; waiting jobs queue in the pool, not on threads.
+    /// Runs CPU-bound work (wasm, inference, compilation) on the blocking pool, at most
+    /// `max_blocking` jobs at once; waiting callers queue here, not on threads.
     pub async fn blocking<T, F>(&self, job: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        self.pool.run(job).await.map_err(|_| ApiError::internal("a job on the work pool panicked"))
+        let permit = self.blocking.clone().acquire_owned().await.map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job()
+        })
+        .await
+        .map_err(ApiError::internal)
     }
 }
 
