@@ -164,8 +164,10 @@ impl BlobWriter {
     /// Stores the last chunk and returns the blob, not yet registered as pending.
     pub(crate) fn finish_unregistered(mut self) -> Result<BlobRef> {
         self.store_chunk(true)?;
-        // The chunk files' names are durable too before anything can reference them.
+        // The chunk files' names, and the blob's directory, are durable too before anything can
+        // reference them.
         sync_dir(&blob_dir(&self.inner, self.id))?;
+        sync_dir(&self.inner.chunks_dir)?;
         self.done = true;
         Ok(BlobRef {
             id: self.id,
