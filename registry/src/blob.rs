@@ -216,7 +216,7 @@ impl Drop for BlobWriter {
 }
 
 /// fsyncs a directory, so that the entries created in it survive a crash.
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
 }
 
@@ -235,7 +235,19 @@ pub(crate) fn remove_chunks(inner: &Inner, blob: &BlobRef) -> Result<()> {
 
 /// Removes the chunks of blobs whose records a committed transaction already removed. The operation has
 /// succeeded at that point, so a failure here is logged, not returned: the next open sweeps the chunks.
+///
+/// sled makes the transaction durable only at its next flush, while a file removal can reach the
+/// disk at once (another upload's fsync, the filesystem's journal): flush first, or a crash could
+/// bring the records back without their chunks.
 pub(crate) fn remove_unreferenced(inner: &Inner, blobs: impl IntoIterator<Item = BlobRef>) {
+    let mut blobs = blobs.into_iter().peekable();
+    if blobs.peek().is_none() {
+        return;
+    }
+    if let Err(e) = inner.db.flush() {
+        tracing::warn!(error = %e, "could not flush the deletion; the next open sweeps the deleted blobs' chunks");
+        return;
+    }
     for blob in blobs {
         if let Err(e) = remove_chunks(inner, &blob) {
             tracing::warn!(blob = blob.id, error = %e, "could not remove a deleted blob's chunks; the next open sweeps them");
@@ -259,8 +271,11 @@ pub(crate) fn sweep_orphans(inner: &Inner) -> Result<usize> {
         if !claimed {
             let path = entry.path();
             let gone = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-            gone.map_err(io_error)?;
-            removed += 1;
+            match gone {
+                Ok(()) => removed += 1,
+                // Garbage left in place keeps nothing from working; the next open tries again.
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove an orphan"),
+            }
         }
     }
     Ok(removed)
