@@ -283,7 +283,9 @@ pub(crate) fn sweep_orphans(inner: &Inner) -> Result<usize> {
 
 /// Moves the chunks of a store written before chunk files (in the `blobs` tree, under keys
 /// `blob id (u64 BE) ‖ chunk index (u32 BE)`) into files, then empties the tree. Each chunk is
-/// written before the tree is cleared, so an interrupted migration is simply done again.
+/// written before the tree is cleared, so an interrupted migration is simply done again. Reading
+/// the tree goes through sled, which keeps what it read resident: after a migration the server
+/// holds memory on the order of the old store's size until its next restart.
 pub(crate) fn migrate_tree_chunks(inner: &Inner) -> Result<usize> {
     let tree = inner.trees.tree(T::Blobs);
     let mut moved = 0;
