@@ -121,6 +121,19 @@ fn call(client: &Client, path: &str, body: &Value) -> (f64, f64, bool) {
     (wall, server, parts.is_some())
 }
 
+/// One call to each cold function `c0`…: client-side and server-side µs, and each call's
+/// `Server-Timing` parts.
+fn cold_starts(admin: &Client, body: &Value) -> (Vec<f64>, Vec<f64>, Vec<[f64; 3]>) {
+    let (mut wall, mut server, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..COLD {
+        let (w, s, p) = call_timed(admin, &format!("/fn/bench/c{i}"), body);
+        parts.push(p.expect("a cold start"));
+        wall.push(w);
+        server.push(s);
+    }
+    (wall, server, parts)
+}
+
 /// One call; returns (client wall µs, server x-maas-duration-us, and for a cold start the
 /// parts its `server-timing` names: component, models, first run, in µs).
 fn call_timed(client: &Client, path: &str, body: &Value) -> (f64, f64, Option<[f64; 3]>) {
@@ -253,15 +266,7 @@ fn main() {
     // Everything deployed, nothing run yet: the registry holds its records, nothing is warm.
     std::thread::sleep(Duration::from_millis(500));
     let rss_deployed = server.rss();
-    let mut cold_deploy_wall = Vec::new();
-    let mut cold_deploy_server = Vec::new();
-    let mut cold_deploy_parts = Vec::new();
-    for i in 0..COLD {
-        let (wall, server_us, parts) = call_timed(&admin, &format!("/fn/bench/c{i}"), &body);
-        cold_deploy_parts.push(parts.expect("a cold start"));
-        cold_deploy_wall.push(wall);
-        cold_deploy_server.push(server_us);
-    }
+    let (mut cold_deploy_wall, mut cold_deploy_server, cold_deploy_parts) = cold_starts(&admin, &body);
 
     // For profiling the fast path (`perf record` on this binary): only warm calls, for the
     // given number of seconds.
@@ -306,15 +311,7 @@ fn main() {
     // Scale to zero, then cold start after it.
     wait_for_scale_to_zero(&admin);
     let rss_zero = server.rss();
-    let mut cold_zero_wall = Vec::new();
-    let mut cold_zero_server = Vec::new();
-    let mut cold_zero_parts = Vec::new();
-    for i in 0..COLD {
-        let (wall, server_us, parts) = call_timed(&admin, &format!("/fn/bench/c{i}"), &body);
-        cold_zero_parts.push(parts.expect("a cold start"));
-        cold_zero_wall.push(wall);
-        cold_zero_server.push(server_us);
-    }
+    let (mut cold_zero_wall, mut cold_zero_server, cold_zero_parts) = cold_starts(&admin, &body);
 
     // Throughput under concurrency: `c` clients, each on its own keep-alive connection, on one
     // warm function allowed to run them all at once.
