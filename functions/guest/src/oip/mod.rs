@@ -75,6 +75,7 @@
 //! shared-memory and classification extensions: requests that use them get a `400` that says so.
 
 mod body;
+mod numbers;
 mod request;
 mod response;
 

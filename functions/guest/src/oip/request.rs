@@ -437,19 +437,43 @@ impl InputTensor<'_> {
         if !text.trim_start().starts_with('[') {
             return Err(fail("\"data\" must be an array".into()));
         }
-        // Every element takes at least two characters of JSON (a digit and a comma or bracket),
-        // so the text bounds the allocation even when the shape claims more.
-        let capacity = expected.min(text.len() as u64 / 2 + 1) as usize * datatype.size();
-        let mut decoder = Decoder { datatype, expected, count: 0, out: Vec::with_capacity(capacity), problem: None };
-        let mut json = serde_json::Deserializer::from_str(text);
-        if let Err(err) = (&mut decoder).deserialize(&mut json) {
-            return Err(fail(decoder.problem.unwrap_or_else(|| err.to_string())));
-        }
-        if decoder.count != expected {
-            return Err(fail(format!("shape {shape:?} holds {expected} elements but \"data\" has {}", decoder.count)));
-        }
-        Ok(Tensor { name: self.name.clone(), datatype, shape, data: decoder.out })
+        let data = match super::numbers::decode(text, datatype, expected) {
+            Some(data) => data,
+            None => decode_with_serde(text, datatype, expected).map_err(|problem| match problem {
+                DataProblem::Miscount(count) => {
+                    fail(format!("shape {shape:?} holds {expected} elements but \"data\" has {count}"))
+                }
+                DataProblem::Invalid(problem) => fail(problem),
+            })?,
+        };
+        Ok(Tensor { name: self.name.clone(), datatype, shape, data })
     }
+}
+
+/// Why `data` did not decode.
+#[derive(Debug, PartialEq)]
+pub(super) enum DataProblem {
+    /// It holds this many elements, not the shape's count.
+    Miscount(u64),
+    /// An element or the JSON itself is wrong; the caller-facing reason.
+    Invalid(String),
+}
+
+/// Decodes `data`'s text (a JSON array, maybe nested) into `expected` little-endian `datatype`
+/// elements through serde_json: the slow path, and the one that explains every error.
+pub(super) fn decode_with_serde(text: &str, datatype: Datatype, expected: u64) -> Result<Vec<u8>, DataProblem> {
+    // Every element takes at least two characters of JSON (a digit and a comma or bracket),
+    // so the text bounds the allocation even when the shape claims more.
+    let capacity = expected.min(text.len() as u64 / 2 + 1) as usize * datatype.size();
+    let mut decoder = Decoder { datatype, expected, count: 0, out: Vec::with_capacity(capacity), problem: None };
+    let mut json = serde_json::Deserializer::from_str(text);
+    if let Err(err) = (&mut decoder).deserialize(&mut json) {
+        return Err(DataProblem::Invalid(decoder.problem.unwrap_or_else(|| err.to_string())));
+    }
+    if decoder.count != expected {
+        return Err(DataProblem::Miscount(decoder.count));
+    }
+    Ok(decoder.out)
 }
 
 /// A tensor from its binary data `bytes`, checked to be exactly `elements` of `datatype`.
