@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use maas_registry::{FunctionRecord, ModelRef, Quota};
 
@@ -165,9 +165,7 @@ pub(super) async fn run(
         (e.into_response(), String::new())
     });
     let headers = response.headers_mut();
-    headers.insert("x-maas-cold-start", HeaderValue::from_static(if cold { "true" } else { "false" }));
-    headers.insert("x-maas-duration-us", HeaderValue::from(started.elapsed().as_micros() as u64));
-    headers.insert("x-maas-energy-uj", HeaderValue::from((joules * 1e6).round() as u64));
+    platform_headers(headers, cold, started.elapsed(), joules);
     if let Ok(value) = HeaderValue::from_str(&timing)
         && !timing.is_empty()
     {
@@ -180,6 +178,19 @@ pub(super) async fn run(
     }
     Ok(response)
 }
+
+/// Stamps the headers the contract puts on every invocation response: whether it was a cold
+/// start, the time the server spent on it and the energy it used. [`super::handle`] stamps them
+/// on invocations refused before they reached [`run`] too (no key, another tenant's, no such
+/// function), with no energy.
+pub(super) fn platform_headers(headers: &mut HeaderMap, cold: bool, duration: Duration, joules: f64) {
+    headers.insert("x-maas-cold-start", HeaderValue::from_static(if cold { "true" } else { "false" }));
+    headers.insert(DURATION_HEADER, HeaderValue::from(duration.as_micros() as u64));
+    headers.insert("x-maas-energy-uj", HeaderValue::from((joules * 1e6).round() as u64));
+}
+
+/// The header with the server's time on an invocation, in microseconds.
+pub(super) const DURATION_HEADER: &str = "x-maas-duration-us";
 
 /// Turns the guest's response into an HTTP response, refusing what HTTP cannot carry.
 fn to_http(r: host::Response) -> Result<Response<Body>, ApiError> {

@@ -174,6 +174,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         status = tracing::field::Empty,
         duration_us = tracing::field::Empty,
     );
+    let invocation = matches!(route, Route::Invoke { .. });
     if let Route::Invoke { function, .. } = &route {
         span.record("function", function.as_str());
     }
@@ -188,6 +189,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     leftover.drain(expects_continue).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    if invocation && !response.headers().contains_key(invoke::DURATION_HEADER) {
+        invoke::platform_headers(response.headers_mut(), false, started.elapsed(), 0.0);
     }
     let status = response.status();
     app.metrics.requests.fetch_add(1, Ordering::Relaxed);

@@ -351,6 +351,13 @@ fn role_route_matrix() {
             let r = client(who).send(c.method, &c.path, body);
             checked += 1;
             let got_code = code_of(&r);
+            // The contract's platform headers are on every invocation response, refusals too.
+            let platform = ["x-request-id", "x-maas-cold-start", "x-maas-duration-us", "x-maas-energy-uj"];
+            if c.path.starts_with("/fn/")
+                && let Some(missing) = platform.iter().find(|name| r.header(name).is_none())
+            {
+                failures.push(format!("{who:?} {} {}: {} without {missing}", c.method, c.path, r.status));
+            }
             if r.status != status || code.is_some_and(|code| code != got_code) {
                 failures.push(format!(
                     "{who:?} {} {}: expected {status} {}, got {} {got_code:?}: {}",
