@@ -11,12 +11,18 @@
 //!
 //! Run: `cargo bench -p maas-runtime --bench fastpath` (figures are medians and p99 over
 //! 5000 calls on one thread, after 500 warm-up calls; 50 rounds for the cold-start parts).
+//!
+//! To compare builds of a guest (say `builtin:tensor` before and after a change) on the same
+//! machine at the same moment: `MAAS_FASTPATH_AB=before.wasm,after.wasm cargo bench -p
+//! maas-runtime --bench fastpath` compiles each component into the same host and runs the JSON
+//! invocation in alternating blocks of 500 calls, 12 blocks each, then prints each build's
+//! median block p50 instead of the figures above.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use maas_runtime::host::{BoundModel, Capabilities, Host, HostConfig, Limits, Request};
+use maas_runtime::host::{BoundModel, Capabilities, HandlerPre, Host, HostConfig, HostState, Limits, Request};
 use maas_runtime::inference::{Datatype, LoadedModel, RawTensor};
 use maas_tests::models;
 
@@ -89,6 +95,12 @@ fn main() -> anyhow::Result<()> {
         ],
         body: binary_body.clone(),
     };
+    if let Ok(paths) = std::env::var("MAAS_FASTPATH_AB") {
+        return compare_builds(&host, &paths, |pre| {
+            let (response, _) = host.invoke(pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
+            assert_eq!(response.status, 200);
+        });
+    }
     let (infer_p50, infer_p99) = time(|| {
         let (response, _) = host.invoke(&pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
         assert_eq!(response.status, 200);
@@ -163,5 +175,30 @@ fn main() -> anyhow::Result<()> {
         "cold start parts (p50): deserialize component {deserialize_us:.1} µs, link {link_us:.1} µs, \
               load + optimize model {model_us:.1} µs, first run {first_run_us:.1} µs"
     );
+    Ok(())
+}
+
+/// Runs `call` on each of the comma-separated component files in `paths`, in alternating
+/// blocks so that every build sees the same machine, and prints each one's median block p50.
+fn compare_builds(host: &Host, paths: &str, call: impl Fn(&HandlerPre<HostState>)) -> anyhow::Result<()> {
+    let builds = paths
+        .split(',')
+        .map(|path| {
+            let wasm = std::fs::read(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            let (component, _) = host.compile(&wasm)?;
+            Ok((path, host.prepare(&component).map_err(anyhow::Error::msg)?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut blocks = vec![Vec::new(); builds.len()];
+    for _ in 0..12 {
+        for ((_, pre), p50s) in builds.iter().zip(&mut blocks) {
+            p50s.push(time_n(100, 500, || call(pre)).0);
+        }
+    }
+    for ((path, _), mut p50s) in builds.iter().zip(blocks) {
+        p50s.sort_by(f64::total_cmp);
+        let (low, median, high) = (p50s[0], p50s[p50s.len() / 2], p50s[p50s.len() - 1]);
+        println!("{path}: JSON invocation p50 {median:.1} µs (median of 12 blocks of 500; blocks {low:.1}–{high:.1})");
+    }
     Ok(())
 }
