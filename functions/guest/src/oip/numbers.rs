@@ -16,13 +16,13 @@
 //! The result is bit for bit what the serde path ([`super::request`]'s `Decoder`) produces,
 //! which the tests check on random and edge-case numbers. Anything else (booleans, `null`,
 //! strings, objects, malformed JSON, a count that does not match the shape, an element out of
-//! range, nesting deeper than serde_json allows) returns `None`, and the serde path decodes the
-//! data again, to give the same answer or the same error.
+//! range, nesting deeper than 100 arrays, where serde_json stops at 128) returns `None`, and the
+//! serde path decodes the data again, to give the same answer or the same error.
 
 use crate::Datatype;
 use crate::tensor::{Element, F16};
 
-/// Deeper arrays go to the serde path, which refuses them (serde_json's limit is 128).
+/// Deeper arrays go to the serde path (which refuses them from 128 on).
 const MAX_DEPTH: usize = 100;
 
 /// One number, scanned by the JSON grammar, with its decimal digits gathered on the way.
@@ -105,7 +105,7 @@ pub(super) fn decode(text: &str, datatype: Datatype, expected: u64) -> Option<Ve
         return None;
     }
     let capacity = usize::try_from(expected).ok()?.min(text.len() / 2 + 1);
-    let mut out = Vec::with_capacity(capacity * datatype.size());
+    let mut out = Vec::with_capacity(capacity.saturating_mul(datatype.size()));
     let mut scanner = Scanner { text, bytes: text.as_bytes(), at: 0 };
     let mut count = 0u64;
     let mut depth = 0usize;
