@@ -104,8 +104,7 @@ pub(super) fn decode(text: &str, datatype: Datatype, expected: u64) -> Option<Ve
     if datatype == Datatype::Bool {
         return None;
     }
-    let capacity = usize::try_from(expected).ok()?.min(text.len() / 2 + 1);
-    let mut out = Vec::with_capacity(capacity.saturating_mul(datatype.size()));
+    let mut out = Vec::with_capacity(super::request::data_capacity(text, datatype, expected));
     let mut scanner = Scanner { text, bytes: text.as_bytes(), at: 0 };
     let mut count = 0u64;
     let mut depth = 0usize;

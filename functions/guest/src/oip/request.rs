@@ -450,6 +450,14 @@ impl InputTensor<'_> {
     }
 }
 
+/// Bytes to reserve for decoding `data`'s text into `expected` elements of `datatype`. Every
+/// element takes at least two characters of JSON (a digit and a comma or bracket), so the text
+/// bounds the allocation even when the shape claims more.
+pub(super) fn data_capacity(text: &str, datatype: Datatype, expected: u64) -> usize {
+    let elements = expected.min(text.len() as u64 / 2 + 1);
+    usize::try_from(elements).unwrap_or(usize::MAX).saturating_mul(datatype.size())
+}
+
 /// Why `data` did not decode.
 #[derive(Debug, PartialEq)]
 pub(super) enum DataProblem {
@@ -462,10 +470,8 @@ pub(super) enum DataProblem {
 /// Decodes `data`'s text (a JSON array, maybe nested) into `expected` little-endian `datatype`
 /// elements through serde_json: the slow path, and the one that explains every error.
 pub(super) fn decode_with_serde(text: &str, datatype: Datatype, expected: u64) -> Result<Vec<u8>, DataProblem> {
-    // Every element takes at least two characters of JSON (a digit and a comma or bracket),
-    // so the text bounds the allocation even when the shape claims more.
-    let capacity = expected.min(text.len() as u64 / 2 + 1) as usize * datatype.size();
-    let mut decoder = Decoder { datatype, expected, count: 0, out: Vec::with_capacity(capacity), problem: None };
+    let out = Vec::with_capacity(data_capacity(text, datatype, expected));
+    let mut decoder = Decoder { datatype, expected, count: 0, out, problem: None };
     let mut json = serde_json::Deserializer::from_str(text);
     if let Err(err) = (&mut decoder).deserialize(&mut json) {
         return Err(DataProblem::Invalid(decoder.problem.unwrap_or_else(|| err.to_string())));
