@@ -2,7 +2,7 @@
 //! turns `{"features": [...]}` into the model's input tensor, runs the seed model, and answers
 //! the top-3 labels with their probabilities; deploy it and call it.
 //!
-//! With a server running (`cargo run --release -p maas-runtime --bin maas -- serve`):
+//! With a server running (`cargo run --release -p maas-cli -- serve`):
 //!
 //! ```sh
 //! MAAS_URL=http://127.0.0.1:8080 MAAS_ADMIN_KEY=$(cat maas-data/admin.key) \

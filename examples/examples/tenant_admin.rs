@@ -2,7 +2,7 @@
 //! invoker cannot upload (`403 forbidden`) but can invoke; revoking a key and suspending the
 //! tenant take effect at once; every change is in the audit trail.
 //!
-//! With a server running (`cargo run --release -p maas-runtime --bin maas -- serve`):
+//! With a server running (`cargo run --release -p maas-cli -- serve`):
 //!
 //! ```sh
 //! MAAS_URL=http://127.0.0.1:8080 MAAS_ADMIN_KEY=$(cat maas-data/admin.key) \

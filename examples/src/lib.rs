@@ -10,7 +10,7 @@
 //! | `custom_function` | [`custom_function`] | a WebAssembly component of your own (`functions/classify`): pre-processing, inference, top-3 labels |
 //! | `tenant_admin` | [`tenant_admin`] | quotas, owner and invoker keys, what each may do, revocation, suspension, the audit trail |
 //!
-//! Run one against a server (`cargo run --release -p maas-runtime --bin maas -- serve` in another
+//! Run one against a server (`cargo run --release -p maas-cli -- serve` in another
 //! shell):
 //!
 //! ```sh
@@ -24,7 +24,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail, ensure};
-use maas_sdk::{AuditQuery, Client, Error, InferInput, InferRequest, ModelInfo, QuotaPatch, Role, TenantInfo, Upload};
+use maas_sdk::{
+    AuditQuery, Client, ComponentRef, Error, InferInput, InferRequest, Manifest, ModelInfo, QuotaPatch, Role,
+    TenantInfo, Upload,
+};
 use serde::Deserialize;
 
 /// The `classify` example component (`functions/classify`), built by this crate's build script.
@@ -95,20 +98,20 @@ pub async fn quickstart(url: &str, admin_key: &str) -> anyhow::Result<Quickstart
 
     // 1. A tenant and its owner key (the operator's job).
     let (tenant, owner) = tenant_with_owner(&admin, "quickstart").await?;
-    let t = tenant.name.as_str();
+    let t = tenant.tenant.name.as_str();
     println!("1. created tenant {t} and an owner key");
 
     // 2. The model: an ONNX file streamed to the server (here the seed model's bytes; a file on
     //    disk is `Upload::file("mlp.onnx").await?`). The server checks that tract can load it.
-    let model = owner.upload_model(t, "mlp", Upload::bytes(maas_tests::models::mlp(42))).await?;
+    let model = owner.upload_model(t, "mlp", Upload::bytes(maas_fixtures::mlp(42))).await?;
     println!("2. uploaded model mlp version {} ({} bytes, sha256 {})", model.version, model.size_bytes, model.sha256);
     for spec in model.inputs.iter().chain(&model.outputs) {
         println!("     {} {} {:?}", spec.name, spec.datatype, spec.shape);
     }
 
     // 3. A function serving it with the built-in OIP JSON component: no code to write.
-    let mut manifest = maas_sdk::manifest("builtin:tensor");
-    manifest.models.insert("model".into(), "mlp".into());
+    let mut manifest = Manifest::new(ComponentRef::TENSOR);
+    manifest.models.insert("model".into(), "mlp".parse()?);
     let deployed = owner.deploy(t, "mlp", &manifest).await?;
     println!("3. deployed function mlp (revision {}) at {}", deployed.function.revision, deployed.function.url);
 
@@ -169,10 +172,10 @@ pub const LABELS: [&str; 10] = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu",
 pub async fn custom_function(url: &str, admin_key: &str) -> anyhow::Result<CustomFunction> {
     let admin = Client::new(url)?.with_key(admin_key);
     let (tenant, owner) = tenant_with_owner(&admin, "custom").await?;
-    let t = tenant.name.as_str();
+    let t = tenant.tenant.name.as_str();
     println!("1. created tenant {t} and an owner key");
 
-    owner.upload_model(t, "mlp", Upload::bytes(maas_tests::models::mlp(42))).await?;
+    owner.upload_model(t, "mlp", Upload::bytes(maas_fixtures::mlp(42))).await?;
     println!("2. uploaded the seed model as mlp");
 
     // The component: built from functions/classify with
@@ -181,8 +184,8 @@ pub async fn custom_function(url: &str, admin_key: &str) -> anyhow::Result<Custo
     println!("3. uploaded the classify component: {} ({} bytes)", component.digest, component.size_bytes);
 
     // Its manifest names the model by the alias the code uses, and the config it reads.
-    let mut manifest = maas_sdk::manifest(&component.digest);
-    manifest.models.insert("model".into(), "mlp@1".into());
+    let mut manifest = Manifest::new(component.digest.parse()?);
+    manifest.models.insert("model".into(), "mlp@1".parse()?);
     manifest.config = BTreeMap::from([("labels".into(), LABELS.join(",")), ("top_k".into(), "3".into())]);
     owner.deploy(t, "classify", &manifest).await?;
     println!("4. deployed function classify");
@@ -245,13 +248,13 @@ pub async fn tenant_admin(url: &str, admin_key: &str) -> anyhow::Result<TenantAd
         ..QuotaPatch::default()
     };
     let tenant = admin.create_tenant(&name, Some(quota)).await?;
-    let t = tenant.name.as_str();
+    let t = tenant.tenant.name.as_str();
     println!(
         "1. created tenant {t}: at most {} models of {} MiB, {} functions, {} concurrent calls",
-        tenant.quota.max_models,
-        tenant.quota.max_model_bytes >> 20,
-        tenant.quota.max_functions,
-        tenant.quota.max_concurrency
+        tenant.tenant.quota.max_models,
+        tenant.tenant.quota.max_model_bytes >> 20,
+        tenant.tenant.quota.max_functions,
+        tenant.tenant.quota.max_concurrency
     );
 
     // 2. Two keys: an owner (manages the tenant) and an invoker (may only call).
@@ -262,15 +265,15 @@ pub async fn tenant_admin(url: &str, admin_key: &str) -> anyhow::Result<TenantAd
     println!("2. created keys: owner {} and invoker {}", owner_key.info.id, invoker_key.info.id);
 
     // 3. The owner uploads a model and deploys a function.
-    owner.upload_model(t, "mlp", Upload::bytes(maas_tests::models::mlp(42))).await?;
-    let mut manifest = maas_sdk::manifest("builtin:tensor");
-    manifest.models.insert("model".into(), "mlp".into());
+    owner.upload_model(t, "mlp", Upload::bytes(maas_fixtures::mlp(42))).await?;
+    let mut manifest = Manifest::new(ComponentRef::TENSOR);
+    manifest.models.insert("model".into(), "mlp".parse()?);
     owner.deploy(t, "mlp", &manifest).await?;
     println!("3. the owner uploaded model mlp and deployed function mlp");
 
     // 4. The invoker may not upload...
     let invoker_upload =
-        refusal(invoker.upload_model(t, "other", Upload::bytes(maas_tests::models::mlp(1))).await, "invoker upload")?;
+        refusal(invoker.upload_model(t, "other", Upload::bytes(maas_fixtures::mlp(1))).await, "invoker upload")?;
     println!("4. the invoker's upload: {} {}: {}", invoker_upload.status, invoker_upload.code, invoker_upload.message);
 
     // 5. ...but may invoke.

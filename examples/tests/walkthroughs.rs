@@ -71,8 +71,8 @@ async fn the_template_function_works_as_documented() {
     let owner = admin.clone().with_key(admin.create_key("acme", Role::Owner, None).await.unwrap().key);
     owner.upload_model("acme", "mlp", Upload::bytes(maas_tests::models::mlp(42))).await.unwrap();
     let component = owner.upload_component("acme", Upload::bytes(maas_examples::template_wasm())).await.unwrap();
-    let mut manifest = maas_sdk::manifest(&component.digest);
-    manifest.models.insert("model".into(), "mlp".into());
+    let mut manifest = maas_sdk::Manifest::new(component.digest.parse().unwrap());
+    manifest.models.insert("model".into(), "mlp".parse().unwrap());
     manifest.config.insert("greeting".into(), "hi".into());
     owner.deploy("acme", "hello", &manifest).await.unwrap();
 

@@ -6,7 +6,7 @@
 //! oldest entries beyond [`AUDIT_RETENTION`] are dropped so that the trail cannot grow without
 //! bound.
 
-use serde::{Deserialize, Serialize};
+use maas_types::AuditEntry;
 
 use crate::Registry;
 use crate::error::Result;
@@ -14,30 +14,6 @@ use crate::store::{Batch, T};
 
 /// How many entries the trail keeps.
 pub const AUDIT_RETENTION: usize = 100_000;
-
-/// One administrative action.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// Position in the trail; increases with time (assigned by [`Registry::append_audit`]).
-    #[serde(default)]
-    pub seq: u64,
-    /// When, RFC 3339 UTC (assigned by [`Registry::append_audit`]).
-    #[serde(default)]
-    pub at: String,
-    /// Who: `admin`, `owner:<tenant>`.
-    pub actor: String,
-    /// The id of the key used, for tenant keys.
-    pub key_id: Option<String>,
-    /// What: `tenant.create`, `key.revoke`, `model.upload`, ...
-    pub action: String,
-    /// The tenant acted on, if any.
-    pub tenant: Option<String>,
-    /// The resource acted on: a tenant, key id, `model@version`, component digest or function.
-    pub target: String,
-    /// Facts about the change (version, revision, role, changed quota fields); never secrets.
-    #[serde(default)]
-    pub detail: serde_json::Value,
-}
 
 impl Registry {
     /// Appends `entry`, stamping its sequence number and time, and returns it as stored.

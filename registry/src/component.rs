@@ -5,12 +5,12 @@
 //! blobs like everything else: since `Component::deserialize` trusts its input, the tag and sha256 checks
 //! are what make sure the runtime only ever deserializes bytes it produced itself.
 
+use maas_types::{ComponentInfo, ComponentRef};
 use serde::{Deserialize, Serialize};
 
 use crate::Registry;
 use crate::blob::{BlobRef, BlobWriter};
 use crate::error::{Error, Result};
-use crate::function::ComponentRef;
 use crate::store::{Batch, T, key, prefix};
 
 /// A component uploaded by a tenant.
@@ -24,6 +24,13 @@ pub struct ComponentRecord {
     pub created_at: String,
     /// Where the bytes are (internal).
     pub blob: BlobRef,
+}
+
+impl ComponentRecord {
+    /// The component as the API shows it (without the blob reference).
+    pub fn info(&self) -> ComponentInfo {
+        ComponentInfo { digest: self.digest.clone(), size_bytes: self.size_bytes, created_at: self.created_at.clone() }
+    }
 }
 
 /// A stored precompiled artifact.
@@ -55,13 +62,7 @@ impl Registry {
             if let Some(existing) = self.trees().get_json::<ComponentRecord>(T::Components, &k)? {
                 return Ok((existing, false));
             }
-            let used = self.storage_used(tenant)?;
-            if used.saturating_add(blob.size) > t.quota.max_storage_bytes {
-                return Err(Error::QuotaExceeded(format!(
-                    "storing {} more bytes would exceed the tenant's max_storage_bytes ({}; {used} used)",
-                    blob.size, t.quota.max_storage_bytes
-                )));
-            }
+            self.check_storage(&t, blob.size)?;
             let record = ComponentRecord {
                 digest: digest.clone(),
                 size_bytes: blob.size,
@@ -101,7 +102,7 @@ impl Registry {
             let Some(record) = self.component(tenant, digest)? else {
                 return Err(Error::NotFound(format!("component {digest:?} not found")));
             };
-            if let Some(f) = self.functions(tenant)?.into_iter().find(|f| f.manifest.component == digest) {
+            if let Some(f) = self.functions(tenant)?.into_iter().find(|f| f.manifest.component.to_string() == digest) {
                 return Err(Error::Conflict(format!("component {digest} is used by function {:?}", f.name)));
             }
             let mut batch = Batch::default();

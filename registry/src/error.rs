@@ -52,6 +52,16 @@ pub enum Error {
     Storage(#[from] sled::Error),
 }
 
+impl From<maas_types::Error> for Error {
+    fn from(e: maas_types::Error) -> Self {
+        match e {
+            maas_types::Error::InvalidName(m) => Error::InvalidName(m),
+            maas_types::Error::InvalidManifest(m) => Error::InvalidManifest(m),
+            other => Error::InvalidRequest(other.to_string()),
+        }
+    }
+}
+
 impl From<sled::transaction::TransactionError<()>> for Error {
     fn from(e: sled::transaction::TransactionError<()>) -> Self {
         match e {

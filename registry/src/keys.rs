@@ -6,6 +6,7 @@
 //! and compares hashes in constant time. Records are indexed by id (`keys`) and by tenant
 //! (`keys_by_tenant`).
 
+use maas_types::{KeyInfo, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::Registry;
@@ -17,41 +18,6 @@ const SECRET_PREFIX: &str = "maas_";
 const ID_LEN: usize = 16;
 const SECRET_LEN: usize = 64;
 const MAX_LABEL_LEN: usize = 256;
-
-/// What a key may do within its tenant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Manages the tenant's models, components, functions and keys; may invoke. Serialised `"owner"`.
-    Owner,
-    /// May only invoke the tenant's functions and OIP inference. Serialised `"invoker"`.
-    Invoker,
-}
-
-impl Role {
-    /// The serialised name: `owner` or `invoker`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Invoker => "invoker",
-        }
-    }
-}
-
-/// An API key as shown after creation: everything but the secret and its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyInfo {
-    /// 16 lowercase hex characters, also embedded in the secret.
-    pub id: String,
-    /// The tenant the key belongs to.
-    pub tenant: String,
-    /// What it may do.
-    pub role: Role,
-    /// A free-form note set at creation.
-    pub label: Option<String>,
-    /// When it was created, RFC 3339 UTC.
-    pub created_at: String,
-}
 
 /// The stored record.
 #[derive(Serialize, Deserialize)]

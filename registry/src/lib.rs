@@ -1,8 +1,11 @@
 //! The maas store: tenants, API keys, models, components and functions in [sled], their blobs in
 //! encrypted chunk files beside it.
 //!
-//! This crate is the storage layer and nothing else: no HTTP, no WebAssembly, no inference. It owns the
-//! naming rules, quota checks at commit time, manifest validation, and encryption at rest.
+//! This crate is the storage layer and nothing else: no HTTP, no WebAssembly, no inference. It owns quota
+//! checks at commit time, the existence checks of what a manifest references, and encryption at rest. The
+//! records it stores that also cross HTTP (tenants, quotas, keys, manifests, tensor specs, audit entries,
+//! usage, cards, fairness reports) are the types of `maas-types`; the records here add what stays inside
+//! (blob references, key hashes).
 //!
 //! # Using it
 //!
@@ -19,7 +22,8 @@
 //! 5. The runtime adds metering deltas with [`Registry::add_usage`] and reads them with [`Registry::usage`].
 //!
 //! ```
-//! use maas_registry::{Registry, Role, TensorSpec, Manifest};
+//! use maas_registry::Registry;
+//! use maas_types::{ComponentRef, Datatype, Manifest, Role, TensorSpec};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! let registry = Registry::open(dir.path(), [7; 32])?;
@@ -30,13 +34,13 @@
 //! let mut upload = registry.blob_writer("acme")?;
 //! upload.write(b"an onnx file")?;
 //! let blob = upload.finish()?;
-//! let spec = TensorSpec { name: "x".into(), datatype: "FP32".into(), shape: vec![-1, 4] };
+//! let spec = TensorSpec { name: "x".into(), datatype: Datatype::Fp32, shape: vec![-1, 4] };
 //! let model = registry.commit_model_version("acme", "iris", blob, vec![spec.clone()], vec![spec])?;
 //! assert_eq!(model.version, 1);
 //! assert_eq!(registry.read_blob("acme", &model.blob)?, b"an onnx file");
 //!
-//! let manifest: Manifest = serde_json::from_str(
-//!     r#"{"component": "builtin:tensor", "models": {"model": "iris"}}"#)?;
+//! let mut manifest = Manifest::new(ComponentRef::TENSOR);
+//! manifest.models.insert("model".into(), "iris".parse()?);
 //! let (function, created) = registry.put_function("acme", "classify", manifest)?;
 //! assert!(created && function.revision == 1);
 //! # Ok(()) }
@@ -51,12 +55,22 @@
 //! They are written (and synced) first; the metadata that makes them visible (and the `blob_refs` entry
 //! that keeps them from being swept) is committed last, in one transaction.
 //!
-//! # Concurrency
+//! # Concurrency and blocking
 //!
 //! [`Registry`] is a cheap `Clone` (an `Arc`), `Send + Sync`. Reads run concurrently; metadata writes are
 //! serialised by one lock (they are rare and small: a deploy, a commit). Blob chunk writes do not take that
-//! lock, so concurrent uploads stream in parallel. All calls block on disk I/O: call them from a blocking
-//! thread pool in async code.
+//! lock, so concurrent uploads stream in parallel.
+//!
+//! Two kinds of calls block differently:
+//! - **Record calls** (tenants, keys, models' and functions' metadata, usage, audit) read and write sled,
+//!   which keeps recent records in memory and writes to disk in the background: they take microseconds
+//!   and do no I/O of their own, so async code may call them on its own threads (the runtime does, to
+//!   authenticate and route without a thread hop).
+//! - **Blob calls** ([`BlobWriter`], [`Registry::read_blob`], [`Registry::blob_reader`],
+//!   [`Registry::put_artifact`], [`Registry::artifact`], the commits that finish an upload, and the deletes
+//!   that remove chunk files: [`Registry::delete_tenant`], [`Registry::delete_model`],
+//!   [`Registry::delete_component`]) and [`Registry::flush`] read, write, sync or remove files: call them on
+//!   a blocking thread pool.
 
 #![deny(missing_docs)]
 
@@ -68,7 +82,6 @@ mod error;
 mod function;
 mod keys;
 mod model;
-mod names;
 mod store;
 mod tenant;
 mod time;
@@ -79,19 +92,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use audit::{AUDIT_RETENTION, AuditEntry};
+pub use audit::AUDIT_RETENTION;
 pub use blob::{BlobReader, BlobRef, BlobWriter, CHUNK_SIZE};
 pub use component::ComponentRecord;
 pub use error::{Error, Result};
-pub use function::{
-    Batching, ComponentRef, FunctionRecord, KNOWN_BUILTINS, Limits, Manifest, ModelRef, RequireAudit, Scale,
-};
-pub use keys::{KeyInfo, Role};
-pub use model::{DATATYPES, ModelSummary, ModelVersion, TensorSpec};
-pub use names::{validate_alias, validate_function_name, validate_model_name, validate_tenant_name};
-pub use tenant::{Quota, QuotaPatch, Tenant};
-pub use trust::{MAX_CARD_FIELD, ModelCard};
-pub use usage::{Usage, UsageRecord};
+pub use function::FunctionRecord;
+pub use model::{ModelSummary, ModelVersion, UploadRoom};
+pub use usage::UsageRecord;
 
 use crypto::Crypto;
 use store::{T, Trees};

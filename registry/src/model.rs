@@ -4,53 +4,32 @@
 //! number in the same transaction that writes the version's record, and survives deletes, so a version
 //! number is never reused for different bytes, even after the whole model is deleted and uploaded again.
 
+use maas_types::names::validate_model_name;
+use maas_types::{ModelInfo, TensorSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::Registry;
 use crate::blob::BlobRef;
 use crate::error::{Error, Result};
-use crate::function::ModelRef;
-use crate::names::validate_model_name;
 use crate::store::{Batch, T, key, prefix};
-
-/// The Open Inference Protocol datatypes a [`TensorSpec`] may name.
-pub const DATATYPES: &[&str] = &[
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BF16",
-    "BYTES",
-];
 
 const MAX_TENSORS: usize = 1024;
 const MAX_RANK: usize = 64;
 const MAX_TENSOR_NAME: usize = 1024;
 
-/// One input or output of a model, in OIP terms.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TensorSpec {
-    /// The tensor's name in the model.
-    pub name: String,
-    /// An OIP datatype, one of [`DATATYPES`] (`"FP32"`, `"INT64"`, ...).
-    pub datatype: String,
-    /// Dimensions; `-1` for one that varies.
-    pub shape: Vec<i64>,
-}
-
-impl TensorSpec {
-    fn validate(&self, side: &str) -> Result<()> {
-        let bad = |why: String| Err(Error::InvalidRequest(format!("{side} {:?}: {why}", self.name)));
-        if self.name.is_empty() || self.name.len() > MAX_TENSOR_NAME {
-            return bad(format!("the name must be 1 to {MAX_TENSOR_NAME} bytes"));
-        }
-        if !DATATYPES.contains(&self.datatype.as_str()) {
-            return bad(format!("unknown datatype {:?}", self.datatype));
-        }
-        if self.shape.len() > MAX_RANK {
-            return bad(format!("rank above {MAX_RANK}"));
-        }
-        if self.shape.iter().any(|d| *d < -1) {
-            return bad("dimensions must be -1 (varies) or at least 0".into());
-        }
-        Ok(())
+/// Checks that a stored signature stays within bounds.
+fn validate_spec(spec: &TensorSpec, side: &str) -> Result<()> {
+    let bad = |why: String| Err(Error::InvalidRequest(format!("{side} {:?}: {why}", spec.name)));
+    if spec.name.is_empty() || spec.name.len() > MAX_TENSOR_NAME {
+        return bad(format!("the name must be 1 to {MAX_TENSOR_NAME} bytes"));
     }
+    if spec.shape.len() > MAX_RANK {
+        return bad(format!("rank above {MAX_RANK}"));
+    }
+    if spec.shape.iter().any(|d| *d < -1) {
+        return bad("dimensions must be -1 (varies) or at least 0".into());
+    }
+    Ok(())
 }
 
 /// One committed version of a model.
@@ -70,8 +49,53 @@ pub struct ModelVersion {
     pub outputs: Vec<TensorSpec>,
     /// When it was committed, RFC 3339 UTC.
     pub created_at: String,
-    /// Where the file is (internal: not part of the public JSON, which the runtime shapes).
+    /// Where the file is (internal: not part of the API's view, [`ModelVersion::info`]).
     pub blob: BlobRef,
+}
+
+impl ModelVersion {
+    /// The version as the API shows it (without the blob reference).
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: self.name.clone(),
+            version: self.version,
+            sha256: self.sha256.clone(),
+            size_bytes: self.size_bytes,
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            created_at: self.created_at.clone(),
+        }
+    }
+
+    /// `name@version`, as headers and logs name a version.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// What one upload may still take: see [`Registry::upload_room`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploadRoom {
+    /// The tenant's `max_model_bytes`.
+    pub max_file: u64,
+    /// What is left of its `max_storage_bytes`.
+    pub storage_left: u64,
+}
+
+impl UploadRoom {
+    /// The most bytes the upload may have.
+    pub fn limit(&self) -> u64 {
+        self.max_file.min(self.storage_left)
+    }
+
+    /// [`Error::QuotaExceeded`] naming both limits, for an upload that reached `received` bytes.
+    pub fn exceeded(&self, received: u64) -> Error {
+        Error::QuotaExceeded(format!(
+            "the upload is at least {received} bytes: more than the tenant's max_model_bytes ({}) or its remaining \
+             storage ({} bytes left of max_storage_bytes)",
+            self.max_file, self.storage_left
+        ))
+    }
 }
 
 /// A model name with all its versions.
@@ -113,10 +137,10 @@ impl Registry {
                 )));
             }
             for s in &inputs {
-                s.validate("input")?;
+                validate_spec(s, "input")?;
             }
             for s in &outputs {
-                s.validate("output")?;
+                validate_spec(s, "output")?;
             }
             self.check_model_quota(&t, name, blob.size)?;
             let trees = self.trees();
@@ -158,7 +182,7 @@ impl Registry {
         self.check_model_quota(&t, name, size)
     }
 
-    fn check_model_quota(&self, t: &crate::Tenant, name: &str, size: u64) -> Result<()> {
+    fn check_model_quota(&self, t: &maas_types::Tenant, name: &str, size: u64) -> Result<()> {
         let (tenant, q) = (&t.name, &t.quota);
         if size > q.max_model_bytes {
             return Err(Error::QuotaExceeded(format!(
@@ -179,14 +203,28 @@ impl Registry {
                 return Err(Error::QuotaExceeded(format!("the tenant has {count} models, its max_models")));
             }
         }
-        let used = self.storage_used(tenant)?;
-        if used.saturating_add(size) > q.max_storage_bytes {
+        self.check_storage(t, size)
+    }
+
+    /// [`Error::QuotaExceeded`] unless `size` more bytes fit the tenant's `max_storage_bytes`: the
+    /// one storage check of model and component commits.
+    pub(crate) fn check_storage(&self, t: &maas_types::Tenant, size: u64) -> Result<()> {
+        let used = self.storage_used(&t.name)?;
+        if used.saturating_add(size) > t.quota.max_storage_bytes {
             return Err(Error::QuotaExceeded(format!(
                 "storing {size} more bytes would exceed the tenant's max_storage_bytes ({}; {used} used)",
-                q.max_storage_bytes
+                t.quota.max_storage_bytes
             )));
         }
         Ok(())
+    }
+
+    /// How many bytes one upload (model or component) of the tenant may still be: its
+    /// `max_model_bytes`, or what is left of its `max_storage_bytes` when that is less. The
+    /// runtime refuses an upload past it while it streams; the commit checks again.
+    pub fn upload_room(&self, t: &maas_types::Tenant) -> Result<UploadRoom> {
+        let left = t.quota.max_storage_bytes.saturating_sub(self.storage_used(&t.name)?);
+        Ok(UploadRoom { max_file: t.quota.max_model_bytes, storage_left: left })
     }
 
     /// A version of a model (`None`: the latest). [`Error::NotFound`] only for a missing tenant.
@@ -280,10 +318,7 @@ impl Registry {
                 }
             };
             for f in self.functions(tenant)? {
-                for (alias, reference) in &f.manifest.models {
-                    let Ok(r) = ModelRef::parse(reference) else {
-                        continue;
-                    };
+                for (alias, r) in &f.manifest.models {
                     if r.name != name {
                         continue;
                     }
@@ -298,7 +333,7 @@ impl Registry {
                             None => format!("model {name:?}"),
                         };
                         return Err(Error::Conflict(format!(
-                            "{what} is used by function {:?} (models.{alias} = {reference:?})",
+                            "{what} is used by function {:?} (models.{alias} = \"{r}\")",
                             f.name
                         )));
                     }

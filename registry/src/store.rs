@@ -37,7 +37,7 @@ pub(crate) enum T {
     /// tenant SEP function → `FunctionRecord`.
     Functions,
     /// blob id (u64 BE) chunk index (u32 BE) → nonce ‖ ciphertext ‖ tag: where chunks were before
-    /// they became files. Emptied at open by [`crate::blob::migrate_tree_chunks`]; nothing writes it.
+    /// they became files. Emptied at open by the blob module (`migrate_tree_chunks`); nothing writes it.
     Blobs,
     /// blob id (u64 BE) → owner description; a blob without an entry here is an orphan.
     BlobRefs,

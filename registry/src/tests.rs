@@ -6,6 +6,12 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+use maas_types::trust::MAX_CARD_FIELD;
+use maas_types::{
+    AuditEntry, ComponentRef, Datatype, FairnessReport, Limits, Manifest, ModelCard, ModelRef, Quota, QuotaPatch, Role,
+    TensorSpec, Usage,
+};
+
 use crate::blob::{blob_dir, chunk_path};
 use crate::store::{T, prefix};
 use crate::*;
@@ -41,7 +47,23 @@ fn upload(reg: &Registry, tenant: &str, bytes: &[u8]) -> BlobRef {
 }
 
 fn spec(name: &str) -> TensorSpec {
-    TensorSpec { name: name.into(), datatype: "FP32".into(), shape: vec![-1, 4] }
+    TensorSpec { name: name.into(), datatype: Datatype::Fp32, shape: vec![-1, 4] }
+}
+
+/// A fairness report with these figures.
+fn audit_report(ratio: Option<f64>, parity: f64) -> FairnessReport {
+    FairnessReport {
+        groups: Default::default(),
+        statistical_parity_difference: parity,
+        disparate_impact_ratio: ratio,
+        equal_opportunity_difference: None,
+        average_odds_difference: None,
+        passes_four_fifths_rule: ratio.is_some_and(|r| r >= 0.8),
+        reference_group: "a".into(),
+        audited_at: Some("t".into()),
+        model: None,
+        rows: None,
+    }
 }
 
 fn model(reg: &Registry, tenant: &str, name: &str, bytes: &[u8]) -> Result<ModelVersion> {
@@ -169,7 +191,7 @@ fn populate(reg: &Registry, t: &str) -> String {
     reg.add_usage(t, "2025-01-01", Some("f"), &one).unwrap();
     reg.add_usage(t, "2025-01-01", None, &one).unwrap();
     reg.put_card(t, "m", &ModelCard { description: Some("d".into()), ..Default::default() }).unwrap();
-    reg.put_model_audit(t, "m", 1, &serde_json::json!({ "disparate_impact_ratio": 0.9 })).unwrap();
+    reg.put_model_audit(t, "m", 1, &audit_report(Some(0.9), -0.05)).unwrap();
     secret
 }
 
@@ -602,10 +624,10 @@ fn commit_rejects_bad_specs_and_foreign_blobs() {
     let before = chunks(&reg);
 
     let blob = upload(&reg, "acme", b"onnx");
-    let bad = TensorSpec { datatype: "FLOAT".into(), ..spec("x") };
+    let bad = TensorSpec { name: String::new(), ..spec("x") };
     assert!(matches!(
         reg.commit_model_version("acme", "m", blob.clone(), vec![bad], vec![]),
-        Err(Error::InvalidRequest(m)) if m.contains("FLOAT")
+        Err(Error::InvalidRequest(m)) if m.contains("name")
     ));
     // A rejected commit discarded the blob.
     assert_eq!(chunks(&reg), before);
@@ -777,8 +799,12 @@ fn function_revisions() {
     ));
 }
 
+/// A manifest refused for `field`: when parsed (a malformed reference) or when deployed.
 fn invalid(reg: &Registry, json: &str, field: &str) {
-    let m = manifest(json);
+    let m = match serde_json::from_str::<Manifest>(json) {
+        Ok(m) => m,
+        Err(e) => return assert!(e.to_string().contains(field), "{json}: {e}"),
+    };
     match reg.put_function("acme", "f", m) {
         Err(Error::InvalidManifest(msg)) => assert!(msg.contains(field), "{json}: {msg}"),
         other => panic!("{json}: {other:?}"),
@@ -812,10 +838,10 @@ fn manifest_validation() {
     invalid(&reg, &format!(r#"{{"component": "sha256:{}"}}"#, "A".repeat(64)), "component");
     invalid(&reg, &format!(r#"{{"component": "sha256:{}"}}"#, "a".repeat(64)), "not found");
     invalid(&reg, r#"{"component": "builtin:tensor", "models": {"Bad": "m"}}"#, "alias");
-    invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "M"}}"#, "models.a");
-    invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "m@0"}}"#, "models.a");
-    invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "m@x"}}"#, "models.a");
-    invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "m@"}}"#, "models.a");
+    invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "M"}}"#, "model reference \"M\"");
+    invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "m@0"}}"#, "model reference \"m@0\"");
+    invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "m@x"}}"#, "model reference \"m@x\"");
+    invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "m@"}}"#, "model reference \"m@\"");
     invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "nope"}}"#, "models.a");
     invalid(&reg, r#"{"component": "builtin:tensor", "models": {"a": "m@2"}}"#, "version 2");
     invalid(&reg, r#"{"component": "builtin:tensor", "limits": {"memory_mb": 129}}"#, "limits.memory_mb");
@@ -838,11 +864,11 @@ fn manifest_validation() {
     )
     .unwrap();
 
-    let refs = reg.function("acme", "f").unwrap().unwrap().manifest.model_refs().unwrap();
+    let refs = reg.function("acme", "f").unwrap().unwrap().manifest.models;
     assert_eq!(refs["model"], ModelRef { name: "m".into(), version: Some(1) });
     assert_eq!(refs["b_2"].to_string(), "m");
     assert_eq!(refs["model"].to_string(), "m@1");
-    assert_eq!(ComponentRef::parse("builtin:tensor").unwrap(), ComponentRef::Builtin("tensor".into()));
+    assert_eq!(ComponentRef::parse("builtin:tensor").unwrap(), ComponentRef::TENSOR);
 }
 
 // ---------------------------------------------------------------- quotas
@@ -1052,8 +1078,7 @@ fn audit_gate_refuses_missing_or_failing_audits() {
     };
     let Err(Error::Conflict(msg)) = reg.put_function("acme", "f", gated(0.8)) else { panic!("no audit: deployed") };
     assert!(msg.contains("no fairness audit"), "{msg}");
-    let audit =
-        serde_json::json!({ "disparate_impact_ratio": 0.5, "statistical_parity_difference": -0.4, "audited_at": "t" });
+    let audit = audit_report(Some(0.5), -0.4);
     reg.put_model_audit("acme", "m", 1, &audit).unwrap();
     let Err(Error::Conflict(msg)) = reg.put_function("acme", "f", gated(0.8)) else {
         panic!("failing audit: deployed")
@@ -1075,7 +1100,7 @@ fn cards_and_audits_go_with_their_model() {
     model(&reg, "acme", "m", &data(10, 1)).unwrap();
     model(&reg, "acme", "m", &data(10, 2)).unwrap();
     reg.put_card("acme", "m", &card).unwrap();
-    let audit = serde_json::json!({ "disparate_impact_ratio": 1.0 });
+    let audit = audit_report(Some(1.0), 0.0);
     reg.put_model_audit("acme", "m", 1, &audit).unwrap();
     reg.put_model_audit("acme", "m", 2, &audit).unwrap();
     assert_eq!(reg.card("acme", "m").unwrap(), Some(card.clone()));

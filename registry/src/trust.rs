@@ -1,59 +1,14 @@
 //! What helps people trust a model: the latest fairness audit of each model version, and the
 //! model card the owner writes. Both go away with their model (or version) and tenant.
 
-use serde::{Deserialize, Serialize};
+use maas_types::names::validate_model_name;
+use maas_types::trust::MAX_CARD_FIELD;
+use maas_types::{FairnessReport, ModelCard, RequireAudit};
 
 use crate::error::{Error, Result};
-use crate::function::RequireAudit;
 use crate::model::version_key;
-use crate::names::validate_model_name;
 use crate::store::{Batch, T, key};
 use crate::{ModelVersion, Registry};
-
-/// Longest text of one card field, bytes.
-pub const MAX_CARD_FIELD: usize = 64 << 10;
-
-/// A model card as its owner writes it (`PUT .../models/{m}/card`); every field is optional text.
-/// The runtime adds generated facts (versions, digests, signatures, latest audits) when showing it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelCard {
-    /// What the model does.
-    pub description: Option<String>,
-    /// What it is meant to be used for.
-    pub intended_use: Option<String>,
-    /// What it must not be used for.
-    pub out_of_scope_use: Option<String>,
-    /// Known limitations.
-    pub limitations: Option<String>,
-    /// What it was trained on.
-    pub training_data: Option<String>,
-    /// How it was evaluated, with figures.
-    pub evaluation: Option<String>,
-    /// Risks, affected groups, mitigations.
-    pub ethical_considerations: Option<String>,
-    /// Licence of the model.
-    pub license: Option<String>,
-    /// Who to ask.
-    pub contact: Option<String>,
-}
-
-impl ModelCard {
-    /// The fields as `(name, value)` in display order.
-    pub fn fields(&self) -> [(&'static str, Option<&str>); 9] {
-        [
-            ("description", self.description.as_deref()),
-            ("intended_use", self.intended_use.as_deref()),
-            ("out_of_scope_use", self.out_of_scope_use.as_deref()),
-            ("limitations", self.limitations.as_deref()),
-            ("training_data", self.training_data.as_deref()),
-            ("evaluation", self.evaluation.as_deref()),
-            ("ethical_considerations", self.ethical_considerations.as_deref()),
-            ("license", self.license.as_deref()),
-            ("contact", self.contact.as_deref()),
-        ]
-    }
-}
 
 impl Registry {
     /// Stores `card` for model `name` (which must exist), replacing the previous one.
@@ -74,8 +29,8 @@ impl Registry {
         self.trees().get_json(T::Cards, &key(&[tenant.as_bytes(), name.as_bytes()]))
     }
 
-    /// Keeps `audit` (the runtime's JSON report) as the latest audit of a model version.
-    pub fn put_model_audit(&self, tenant: &str, name: &str, version: u32, audit: &serde_json::Value) -> Result<()> {
+    /// Keeps `audit` as the latest audit of a model version.
+    pub fn put_model_audit(&self, tenant: &str, name: &str, version: u32, audit: &FairnessReport) -> Result<()> {
         let _w = self.inner.write_lock();
         if self.model_version(tenant, name, Some(version))?.is_none() {
             return Err(Error::NotFound(format!("model {name:?} version {version} not found")));
@@ -86,7 +41,7 @@ impl Registry {
     }
 
     /// The latest audit of a model version, if any.
-    pub fn model_audit(&self, tenant: &str, name: &str, version: u32) -> Result<Option<serde_json::Value>> {
+    pub fn model_audit(&self, tenant: &str, name: &str, version: u32) -> Result<Option<FairnessReport>> {
         self.trees().get_json(T::ModelAudits, &version_key(tenant, name, version))
     }
 
@@ -99,15 +54,14 @@ impl Registry {
                 "model {label} has no fairness audit; the manifest requires disparate_impact_ratio >= {min}"
             )));
         };
-        let ratio = audit.get("disparate_impact_ratio").and_then(serde_json::Value::as_f64);
-        let at = audit.get("audited_at").and_then(serde_json::Value::as_str).unwrap_or("?");
-        match ratio {
+        let at = audit.audited_at.as_deref().unwrap_or("?");
+        match audit.disparate_impact_ratio {
             Some(r) if r >= min => Ok(()),
             other => Err(Error::Conflict(format!(
                 "model {label}'s latest audit ({at}) has disparate_impact_ratio {}, statistical_parity_difference {}; \
                  the manifest requires disparate_impact_ratio >= {min}",
                 other.map_or("undefined".to_string(), |r| format!("{r:.4}")),
-                audit.get("statistical_parity_difference").map_or("?".to_string(), |v| v.to_string()),
+                audit.statistical_parity_difference,
             ))),
         }
     }

@@ -4,51 +4,13 @@
 //! [`Registry::usage`] returns the stored rows, from which it builds totals, per-function and per-day views.
 //! Rows go away with their tenant.
 
+use maas_types::Usage;
+use maas_types::names::validate_function_name;
 use serde::{Deserialize, Serialize};
 
 use crate::Registry;
 use crate::error::{Error, Result};
-use crate::names::validate_function_name;
 use crate::store::{Batch, T, key, prefix};
-
-/// Counters of one tenant, day and function (or of the tenant's direct OIP inference calls).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Usage {
-    /// Invocations (or inference requests).
-    pub invocations: u64,
-    /// Invocations that ended in an error.
-    pub errors: u64,
-    /// Cold starts.
-    pub cold_starts: u64,
-    /// Wall-clock time, seconds.
-    pub wall_seconds: f64,
-    /// CPU time, seconds.
-    pub cpu_seconds: f64,
-    /// Time spent in model inference, seconds.
-    pub inference_seconds: f64,
-    /// Estimated energy, joules.
-    pub energy_joules: f64,
-}
-
-impl Usage {
-    /// Adds `other` into `self`.
-    pub fn add(&mut self, other: &Usage) {
-        self.invocations = self.invocations.saturating_add(other.invocations);
-        self.errors = self.errors.saturating_add(other.errors);
-        self.cold_starts = self.cold_starts.saturating_add(other.cold_starts);
-        self.wall_seconds += other.wall_seconds;
-        self.cpu_seconds += other.cpu_seconds;
-        self.inference_seconds += other.inference_seconds;
-        self.energy_joules += other.energy_joules;
-    }
-
-    fn is_valid(&self) -> bool {
-        [self.wall_seconds, self.cpu_seconds, self.inference_seconds, self.energy_joules]
-            .iter()
-            .all(|v| v.is_finite() && *v >= 0.0)
-    }
-}
 
 /// One stored usage row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -22,9 +22,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use maas_fixtures as models;
 use maas_runtime::host::{BoundModel, Capabilities, HandlerPre, Host, HostConfig, HostState, Limits, Request};
 use maas_runtime::inference::{Datatype, LoadedModel, RawTensor};
-use maas_tests::models;
 
 const CALLS: usize = 5000;
 
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     });
 
     let host = Host::new(&HostConfig::default())?;
-    let component = host.builtin("builtin:tensor").expect("builtin:tensor");
+    let component = host.builtin(maas_types::Builtin::Tensor);
     let pre = host.prepare(&component).map_err(anyhow::Error::msg)?;
     let bound = BoundModel { label: "mlp@1".into(), digest: "sha256:x".into(), model: model.clone() };
     let caps = Arc::new(Capabilities {
@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
     };
     // The same input with the binary tensor data extension: a short JSON header, then the
     // 400 bytes of the tensor; the output comes back binary too. No numbers in JSON.
-    let (binary_body, header_length) = maas_tests::oip_binary_body("input", &[1, 100], &input);
+    let (binary_body, header_length) = maas_fixtures::oip_binary_body("input", &[1, 100], &input);
     let binary_request = || Request {
         method: "POST".into(),
         path: "/".into(),

@@ -1,6 +1,6 @@
 //! Admission control per tenant: a token bucket for `rate_per_second` and a count of running
-//! invocations for `max_concurrency`. Both answer `429 rate_limited` with `Retry-After` before
-//! any work is done for the request.
+//! invocations for `max_concurrency`. Both refuse with [`Error::RateLimited`] (a `429` with
+//! `Retry-After`) before any work is done for the request.
 //!
 //! A tenant pays one token for every request made with one of its keys and for every
 //! invocation of one of its functions (whoever calls, public functions included). The admin's
@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use maas_registry::Quota;
+use maas_types::Quota;
 
-use crate::error::ApiError;
+use crate::error::{Error, Result};
 
 /// The gates of every tenant that made a request since the server started (or since the
 /// tenant was deleted and recreated).
@@ -72,20 +72,20 @@ impl Admission {
             .clone()
     }
 
-    /// Charges one request to `tenant`'s rate: `429` when its bucket is empty.
-    pub fn charge(&self, tenant: &str, quota: &Quota) -> Result<(), ApiError> {
+    /// Charges one request to `tenant`'s rate: refused when its bucket is empty.
+    pub fn charge(&self, tenant: &str, quota: &Quota) -> Result<()> {
         self.take_token(&self.gate(tenant, quota), tenant, quota)
     }
 
     /// Admits one invocation of `tenant`: charges its rate, then counts it against its
     /// `max_concurrency` until the permit is dropped.
-    pub fn enter(&self, tenant: &str, quota: &Quota) -> Result<TenantPermit, ApiError> {
+    pub fn enter(&self, tenant: &str, quota: &Quota) -> Result<TenantPermit> {
         let gate = self.gate(tenant, quota);
         self.take_token(&gate, tenant, quota)?;
         let limit = quota.max_concurrency;
         let admitted = gate.running.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1));
         if admitted.is_err() {
-            return Err(ApiError::rate_limited(
+            return Err(Error::rate_limited(
                 format!("tenant {tenant} already runs {limit} invocations, its max_concurrency"),
                 1,
             ));
@@ -98,10 +98,10 @@ impl Admission {
         self.tenants.lock().expect("admission lock").remove(tenant);
     }
 
-    fn take_token(&self, gate: &Gate, tenant: &str, quota: &Quota) -> Result<(), ApiError> {
+    fn take_token(&self, gate: &Gate, tenant: &str, quota: &Quota) -> Result<()> {
         let rate = quota.rate_per_second;
         gate.bucket.lock().expect("bucket lock").take(rate, Instant::now()).map_err(|wait| {
-            ApiError::rate_limited(format!("tenant {tenant} is over its rate of {rate} requests per second"), wait)
+            Error::rate_limited(format!("tenant {tenant} is over its rate of {rate} requests per second"), wait)
         })
     }
 }
@@ -141,7 +141,7 @@ mod tests {
         let a = admission.enter("acme", &quota).unwrap();
         let _b = admission.enter("acme", &quota).unwrap();
         let refused = admission.enter("acme", &quota).err().unwrap();
-        assert_eq!((refused.status.as_u16(), refused.code, refused.retry_after), (429, "rate_limited", Some(1)));
+        assert!(matches!(refused, Error::RateLimited { retry_after: 1, .. }), "{refused}");
         // Another tenant has its own count.
         assert!(admission.enter("other", &quota).is_ok());
         drop(a);

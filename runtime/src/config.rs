@@ -1,15 +1,17 @@
-//! The one configuration struct of the server, and the secrets it loads or generates.
+//! The one configuration struct of the server, where it comes from (the environment, then the
+//! command line), and the secrets it loads or generates.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use maas_types::EnergyModel;
+
 use crate::host::HostConfig;
-use crate::metering::EnergyModel;
 
 /// Everything `maas serve` can be told.
 #[derive(Clone, Debug)]
@@ -35,7 +37,25 @@ pub struct Config {
     /// How metered CPU time becomes energy and CO2e (`MAAS_WATTS_PER_CORE`,
     /// `MAAS_GRID_GCO2E_PER_KWH`).
     pub energy: EnergyModel,
+    /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`MAAS_LOG`). The server does not
+    /// install a subscriber itself: the binary does, with this filter.
+    pub log_filter: String,
 }
+
+/// Every environment variable the server reads, with what it sets. [`Config::from_lookup`]
+/// reads exactly these; the README names no others for the server.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("MAAS_LISTEN", "address to listen on (default 127.0.0.1:8080)"),
+    ("MAAS_DATA", "data directory: sled records, chunk files, generated keys (default ./maas-data)"),
+    ("MAAS_ADMIN_KEY", "the operator's key (default: generated into <data>/admin.key)"),
+    ("MAAS_MASTER_KEY", "secret that encryption and key-hashing keys derive from (default: <data>/master.key)"),
+    ("MAAS_LOG", "log filter (default info,wasmtime=warn,cranelift=warn)"),
+    ("MAAS_WATTS_PER_CORE", "power of one busy core in watts, for energy figures (default 3.5)"),
+    ("MAAS_GRID_GCO2E_PER_KWH", "carbon intensity of the grid in gCO2e/kWh, for CO2e figures (default 475)"),
+];
+
+/// The log filter when `MAAS_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info,wasmtime=warn,cranelift=warn";
 
 impl Config {
     /// Defaults for a data directory: loopback listener, safe pool sizes.
@@ -50,7 +70,45 @@ impl Config {
             max_blocking: (cores * 8).max(32),
             shutdown_grace: Duration::from_secs(30),
             energy: EnergyModel::default(),
+            log_filter: DEFAULT_LOG_FILTER.to_string(),
         }
+    }
+
+    /// The configuration the process environment gives ([`ENV_VARS`]), defaults elsewhere.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The configuration `env` gives, `env` answering for each of [`ENV_VARS`]; an empty value
+    /// counts as unset. A value that does not parse is an error naming the variable.
+    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let mut config = Config::new(var("MAAS_DATA").unwrap_or_else(|| "./maas-data".into()));
+        if let Some(listen) = var("MAAS_LISTEN") {
+            config.listen = listen
+                .trim()
+                .parse()
+                .with_context(|| format!("MAAS_LISTEN={listen:?} is not an address such as 127.0.0.1:8080"))?;
+        }
+        config.admin_key = var("MAAS_ADMIN_KEY");
+        config.master_key = var("MAAS_MASTER_KEY");
+        if let Some(filter) = var("MAAS_LOG") {
+            config.log_filter = filter;
+        }
+        let positive = |name: &str| -> anyhow::Result<Option<f64>> {
+            let Some(text) = var(name) else { return Ok(None) };
+            match text.trim().parse::<f64>() {
+                Ok(value) if value.is_finite() && value >= 0.0 => Ok(Some(value)),
+                _ => bail!("{name}={text:?} is not a number ≥ 0"),
+            }
+        };
+        if let Some(watts) = positive("MAAS_WATTS_PER_CORE")? {
+            config.energy.watts_per_core = watts;
+        }
+        if let Some(intensity) = positive("MAAS_GRID_GCO2E_PER_KWH")? {
+            config.energy.grid_gco2e_per_kwh = intensity;
+        }
+        Ok(config)
     }
 }
 
@@ -108,4 +166,61 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.write_all(contents.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let config = from(&[
+            ("MAAS_LISTEN", "0.0.0.0:9000"),
+            ("MAAS_DATA", "/srv/maas"),
+            ("MAAS_ADMIN_KEY", "an-admin-key"),
+            ("MAAS_MASTER_KEY", "a-master-key"),
+            ("MAAS_LOG", "debug"),
+            ("MAAS_WATTS_PER_CORE", "7.5"),
+            ("MAAS_GRID_GCO2E_PER_KWH", "120"),
+        ])
+        .unwrap();
+        let defaults = Config::new("./maas-data");
+        assert_eq!(config.listen, "0.0.0.0:9000".parse::<SocketAddr>().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from("/srv/maas"));
+        assert_eq!(config.admin_key.as_deref(), Some("an-admin-key"));
+        assert_eq!(config.master_key.as_deref(), Some("a-master-key"));
+        assert_eq!(config.log_filter, "debug");
+        assert_eq!(config.energy.watts_per_core, 7.5);
+        assert_eq!(config.energy.grid_gco2e_per_kwh, 120.0);
+        // Each variable above moved its field off the default, so each one is read.
+        assert_ne!(config.listen, defaults.listen);
+        assert_ne!(config.energy, defaults.energy);
+        assert_eq!(ENV_VARS.len(), 7, "a variable added to ENV_VARS needs a line in this test");
+    }
+
+    #[test]
+    fn unset_and_empty_mean_the_defaults() {
+        let config = from(&[("MAAS_LOG", ""), ("MAAS_ADMIN_KEY", " ")]).unwrap();
+        let defaults = Config::new("./maas-data");
+        assert_eq!((config.listen, &config.data_dir), (defaults.listen, &defaults.data_dir));
+        assert_eq!((config.admin_key, config.log_filter.as_str()), (None, DEFAULT_LOG_FILTER));
+        assert_eq!(config.energy, EnergyModel::default());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in
+            [("MAAS_LISTEN", "localhost"), ("MAAS_WATTS_PER_CORE", "lots"), ("MAAS_GRID_GCO2E_PER_KWH", "-1")]
+        {
+            let err = format!("{:#}", from(&[(name, value)]).unwrap_err());
+            assert!(err.contains(name), "{err}");
+        }
+    }
 }

@@ -3,18 +3,30 @@
 //! The maas server: an HTTP front (hyper), a wasmtime host running every function as a
 //! sandboxed component, and a tract inference engine behind the one host call, `infer`.
 //!
-//! The invocation path, top to bottom:
+//! The layers, top to bottom (a module uses its own layer and the ones below, never one above;
+//! there are no import cycles between modules):
 //!
-//! 1. [`server`] accepts; [`api::handle`] matches the [`routes::Route`], authenticates
-//!    the caller ([`auth`]) and admits the request under its tenant's rate and concurrency
-//!    ([`admission`]);
-//! 2. [`scale`] finds the function's warm state or wakes it (component from its stored
-//!    artifact, an `InstancePre`, the models' plans);
-//! 3. [`host`] instantiates a fresh store per request on the blocking pool, with the
-//!    manifest's memory limit and timeout;
-//! 4. the guest's `infer` calls run in [`inference`] on `Arc`-shared plans;
-//!    [`metering`] charges the CPU time, energy and CO2e to the tenant;
-//! 5. errors of every layer become the contract's JSON in [`error`].
+//! | layer | modules | what |
+//! |---|---|---|
+//! | accept | [`server`] | connections, graceful shutdown |
+//! | HTTP | [`api`] | the route table, authorization, parsing, rendering, errors → status codes |
+//! | domain | [`platform`], [`invocation`], [`scale`], [`auth`], [`admission`], [`metering`], [`config`], [`error`] | what a request does, with its limits, in the platform's own terms; its one error type |
+//! | engines | [`host`], [`inference`], [`trust`] | wasmtime, tract, explanations and audits |
+//! | below | [`pool`], [`cpu`], [`metrics`], `memory`, `maas-registry`, `maas-types` | the bounded pool, the CPU clock, counters, the allocator policy, the store, the wire types |
+//!
+//! One invocation, `POST /fn/acme/classify`:
+//!
+//! 1. [`server`] accepts and hands the request to [`api::handle`], which finds the route in
+//!    [`api::ROUTES`] and authenticates the key ([`auth`]: a [`auth::Principal`] carrying the
+//!    tenant's record);
+//! 2. the handler (`api/invoke.rs`) finds the function's [`scale::Slot`], checks the caller may
+//!    invoke it, and asks the platform to [`admit`](platform::Platform::admit) it (energy
+//!    budget, the tenant's rate and concurrency, the function's concurrency);
+//! 3. [`invocation::Admitted::invoke`] reads the body, gets the warm state from [`scale`] (a
+//!    cold start if needed), runs a fresh instance on the [`pool`] through [`host`], whose
+//!    `infer` host call runs [`inference`], and meters the CPU time ([`metering`]);
+//! 4. the handler renders the guest's answer with the platform headers; any [`Error`] of any
+//!    layer becomes the contract's JSON in one place (`api/error.rs`).
 //!
 //! Embedding (what `maas serve` does):
 //!
@@ -33,15 +45,21 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod host;
 pub mod inference;
+pub mod invocation;
 mod memory;
 pub mod metering;
-pub mod routes;
+pub mod metrics;
+pub mod platform;
+pub mod pool;
 pub mod scale;
 pub mod server;
 pub mod trust;
 
 pub use config::Config;
+pub use error::{Error, Result};
+pub use platform::Platform;
 pub use server::{Server, shutdown_signal};

@@ -1,11 +1,11 @@
 //! Metering: what each invocation cost in CPU time, energy and CO2e, per tenant, function and
 //! UTC day, and the optional daily energy budget of a tenant.
 //!
-//! CPU time is read from the thread CPU clock (`CLOCK_THREAD_CPUTIME_ID`) of the blocking
+//! CPU time is read from the thread CPU clock ([`crate::cpu::thread_cpu`]) of the blocking
 //! thread that runs the guest and its inference, so time spent waiting (for the pool, the
 //! network, other tenants) is not counted; a cold start's CPU (component load, model load and
 //! optimization) is charged to the request that caused it. Energy is CPU seconds × watts per
-//! busy core ([`EnergyModel`]); CO2e is energy × the grid's carbon intensity. Neither counts
+//! busy core ([`EnergyModel`], `MAAS_WATTS_PER_CORE`); CO2e is energy × the grid's carbon intensity. Neither counts
 //! memory, network, storage, idle power or the platform's own request handling: they are an
 //! estimate of the compute a tenant caused, good for comparing calls and models.
 //!
@@ -16,54 +16,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use maas_registry::{Quota, Registry, Usage, UsageRecord};
+use maas_registry::{Registry, UsageRecord};
+use maas_types::{EnergyModel, Quota, Usage};
 
-use crate::error::ApiError;
+use crate::error::{Error, Result};
 
 /// How often pending usage is written to the registry.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
-
-/// How CPU time becomes energy and CO2e. Both figures are configurable because they depend on
-/// the machine and the grid.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct EnergyModel {
-    /// Power drawn by one busy core, watts (`MAAS_WATTS_PER_CORE`). Default 3.5 W: the
-    /// Cloud Carbon Footprint methodology's figure for a fully used vCPU on AWS
-    /// (<https://www.cloudcarbonfootprint.org/docs/methodology>, "max watts" 3.5 per vCPU).
-    pub watts_per_core: f64,
-    /// Carbon intensity of the electricity, gCO2e per kWh (`MAAS_GRID_GCO2E_PER_KWH`). Default
-    /// 475: the world average the IEA reports (Global Energy & CO2 Status Report 2019).
-    pub grid_gco2e_per_kwh: f64,
-}
-
-impl Default for EnergyModel {
-    fn default() -> Self {
-        Self { watts_per_core: 3.5, grid_gco2e_per_kwh: 475.0 }
-    }
-}
-
-impl EnergyModel {
-    /// Joules for `cpu` of busy core time.
-    pub fn joules(&self, cpu: Duration) -> f64 {
-        cpu.as_secs_f64() * self.watts_per_core
-    }
-
-    /// Grams of CO2e for `joules`.
-    pub fn co2e_grams(&self, joules: f64) -> f64 {
-        joules / 3.6e6 * self.grid_gco2e_per_kwh
-    }
-}
-
-/// CPU time the calling thread has used so far.
-pub fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 /// What one request cost.
 #[derive(Clone, Copy, Debug, Default)]
@@ -149,13 +108,13 @@ impl Meter {
     }
 
     /// `tenant`'s usage rows: stored plus pending (pending is flushed first).
-    pub fn usage(&self, registry: &Registry, tenant: &str) -> Result<Vec<UsageRecord>, ApiError> {
+    pub fn usage(&self, registry: &Registry, tenant: &str) -> Result<Vec<UsageRecord>> {
         self.flush(registry);
         Ok(registry.usage(tenant)?)
     }
 
-    /// `429 rate_limited` (until UTC midnight) when `tenant` has spent its daily energy budget.
-    pub fn check_budget(&self, registry: &Registry, tenant: &str, quota: &Quota) -> Result<(), ApiError> {
+    /// [`Error::RateLimited`] (until UTC midnight) when `tenant` has spent its daily energy budget.
+    pub fn check_budget(&self, registry: &Registry, tenant: &str, quota: &Quota) -> Result<()> {
         let Some(budget) = quota.max_energy_joules_per_day else { return Ok(()) };
         let day = today();
         let known = self.today.lock().expect("meter lock").get(tenant).filter(|(d, _)| *d == day).map(|(_, j)| *j);
@@ -178,7 +137,7 @@ impl Meter {
             }
         };
         if spent >= budget {
-            return Err(ApiError::rate_limited(
+            return Err(Error::rate_limited(
                 format!(
                     "tenant {tenant} has spent its daily energy budget ({spent:.3} of {budget} J, \
                      max_energy_joules_per_day); it renews at 00:00 UTC"
@@ -217,28 +176,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thread_cpu_counts_work_not_sleep() {
-        let start = thread_cpu();
-        std::thread::sleep(Duration::from_millis(30));
-        let slept = thread_cpu() - start;
-        let start = thread_cpu();
-        let mut x = 0u64;
-        while thread_cpu() - start < Duration::from_millis(20) {
-            x = x.wrapping_add(std::hint::black_box(1));
-        }
-        assert!(x > 0);
-        assert!(slept < Duration::from_millis(10), "sleeping used {slept:?} of CPU");
-    }
-
-    #[test]
-    fn energy_and_co2e_follow_the_model() {
-        let model = EnergyModel { watts_per_core: 10.0, grid_gco2e_per_kwh: 360.0 };
-        assert_eq!(model.joules(Duration::from_millis(1500)), 15.0);
-        // 3.6 MJ is one kWh.
-        assert!((model.co2e_grams(3.6e6) - 360.0).abs() < 1e-9);
-    }
-
-    #[test]
     fn budget_counts_pending_energy_of_today() {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path(), [1; 32]).unwrap();
@@ -252,8 +189,7 @@ mod tests {
         assert!(meter.check_budget(&registry, "acme", &quota).is_ok());
         meter.record("acme", None, &sample);
         let refused = meter.check_budget(&registry, "acme", &quota).unwrap_err();
-        assert_eq!((refused.status.as_u16(), refused.code), (429, "rate_limited"));
-        assert!(refused.retry_after.is_some_and(|s| (1..=86_400).contains(&s)));
+        assert!(matches!(refused, Error::RateLimited { retry_after, .. } if (1..=86_400).contains(&retry_after)));
         assert!(meter.check_budget(&registry, "other", &quota).is_ok());
         // The same holds once the counts are in the registry and the cache is cold.
         meter.flush(&registry);

@@ -12,14 +12,15 @@ use hyper_util::server::graceful::GracefulShutdown;
 use maas_registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::api::{self, App};
+use crate::api;
 use crate::auth::Authenticator;
 use crate::config::{Config, Secrets};
 use crate::host::Host;
+use crate::platform::Platform;
 
 /// A bound server: the registry is open, the host built, the socket listening.
 pub struct Server {
-    app: Arc<App>,
+    platform: Arc<Platform>,
     listener: TcpListener,
     admin_key_file: Option<std::path::PathBuf>,
 }
@@ -42,8 +43,8 @@ impl Server {
         .await?
         .context("building the wasm host")?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        let app = App::new(config, registry, host, Authenticator::new(secrets.admin_key_hash));
-        Ok(Self { app, listener, admin_key_file: secrets.admin_key_file })
+        let platform = Platform::new(config, registry, host, Authenticator::new(secrets.admin_key_hash));
+        Ok(Self { platform, listener, admin_key_file: secrets.admin_key_file })
     }
 
     /// The address the server accepts on (useful with port 0).
@@ -56,17 +57,17 @@ impl Server {
         self.admin_key_file.as_deref()
     }
 
-    /// The shared application state (for tests and embedding).
-    pub fn app(&self) -> &Arc<App> {
-        &self.app
+    /// The platform the server serves (for tests and embedding).
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.platform
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
     /// (up to the configured grace period) and flushes the registry.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        let Server { app, listener, .. } = self;
-        let reaper = app.scaler.spawn_reaper();
-        let flusher = app.meter.spawn_flusher(app.registry.clone());
+        let Server { platform, listener, .. } = self;
+        let reaper = platform.scaler.spawn_reaper();
+        let flusher = platform.meter.spawn_flusher(platform.registry.clone());
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -81,10 +82,10 @@ impl Server {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let app = app.clone();
+                    let platform = platform.clone();
                     let service = service_fn(move |req| {
-                        let app = app.clone();
-                        async move { Ok::<_, std::convert::Infallible>(api::handle(app, req).await) }
+                        let platform = platform.clone();
+                        async move { Ok::<_, std::convert::Infallible>(api::handle(platform, req).await) }
                     });
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
@@ -102,17 +103,16 @@ impl Server {
         }
         drop(listener);
         tracing::info!("shutting down: waiting for in-flight requests");
-        if tokio::time::timeout(app.config.shutdown_grace, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(platform.config.shutdown_grace, graceful.shutdown()).await.is_err() {
             tracing::warn!("grace period over; closing remaining connections");
         }
         reaper.abort();
         flusher.abort();
         let _ = reaper.await;
         let _ = flusher.await;
-        let app2 = app.clone();
         tokio::task::spawn_blocking(move || {
-            app2.meter.flush(&app2.registry);
-            app2.registry.flush()
+            platform.meter.flush(&platform.registry);
+            platform.registry.flush()
         })
         .await?
         .context("flushing the registry")?;

@@ -121,7 +121,7 @@ impl ApiError {
     pub const UNEXPECTED: &'static str = "unexpected_response";
 
     /// Reads an error answer: the platform's JSON when it is that, else the start of the body.
-    pub(crate) fn from_response(status: u16, retry_after: Option<u64>, body: &[u8]) -> Self {
+    pub fn from_response(status: u16, retry_after: Option<u64>, body: &[u8]) -> Self {
         #[derive(serde::Deserialize)]
         struct Body {
             error: String,

@@ -1,11 +1,11 @@
-//! The Rust client of a maas server, and the client side of the `maas` command line.
+//! The Rust client of a maas server.
 //!
 //! [`Client`] has one async method per route of the HTTP contract: tenants, keys, models and
 //! their versions, components, functions, invocation, usage, the audit trail, explanations,
-//! fairness audits and model cards ([`trust`]), and the Open Inference Protocol under `/v2`. Requests and answers are typed with the same serde types
-//! the server uses ([`Quota`], [`QuotaPatch`], [`Role`], [`KeyInfo`], [`Manifest`], [`Limits`],
-//! [`Scale`], [`TensorSpec`], [`AuditEntry`], [`ModelCard`], re-exported from `maas-registry`), so the
-//! two cannot drift apart. Every refusal is an [`Error::Api`] holding the server's `code` and
+//! fairness audits and model cards, and the Open Inference Protocol under `/v2`. Requests and
+//! answers are typed with the serde types the server itself serializes (`maas-types`, re-exported
+//! as [`types`], the common ones at the top level), so the two cannot drift apart; this crate
+//! pulls in no storage, wasm or inference code. Every refusal is an [`Error::Api`] holding the server's `code` and
 //! `message`.
 //!
 //! # A model behind a function, step by step
@@ -20,7 +20,7 @@
 //! 4. Invoke it; the answer comes back as the function gave it, with the platform's headers.
 //!
 //! ```no_run
-//! use maas_sdk::{Client, InferInput, InferRequest, Role, Upload};
+//! use maas_sdk::{Client, ComponentRef, InferInput, InferRequest, Manifest, Role, Upload};
 //!
 //! # async fn run() -> Result<(), maas_sdk::Error> {
 //! let admin = Client::new("http://127.0.0.1:8080")?.with_key("<admin key>");
@@ -31,8 +31,8 @@
 //! let model = owner.upload_model("acme", "mlp", Upload::file("mlp.onnx").await?).await?;
 //! println!("mlp version {} takes {:?}", model.version, model.inputs);
 //!
-//! let mut manifest = maas_sdk::manifest("builtin:tensor");
-//! manifest.models.insert("model".into(), "mlp".into());
+//! let mut manifest = Manifest::new(ComponentRef::TENSOR);
+//! manifest.models.insert("model".into(), "mlp".parse().expect("a model name"));
 //! owner.deploy("acme", "mlp", &manifest).await?;
 //!
 //! let request = InferRequest::new(vec![InferInput::fp32("input", [1, 100], &[0.5; 100])]);
@@ -55,36 +55,25 @@
 //! # }
 //! ```
 //!
-//! # The command line
-//!
-//! With the default `cli` feature, [`cli`] holds the client subcommands of the `maas` binary
-//! (which lives in `maas-runtime` beside `maas serve`): `maas tenants create acme`,
-//! `maas models upload acme mlp mlp.onnx`, `maas functions deploy acme mlp builtin:tensor
-//! --model model=mlp`, `maas invoke acme mlp --json '{…}'`, and so on.
+//! The `maas` command line (`maas-cli`) is built on this client.
 
 #![deny(missing_docs)]
 
 mod client;
 mod error;
-pub mod oip;
-pub mod trust;
-mod types;
 mod upload;
 
-#[cfg(feature = "cli")]
-pub mod cli;
-
-pub use client::{Client, Invocation, Invoke};
+pub use client::{AuditQuery, CardFormat, Client, Invocation, Invoke};
 pub use error::{ApiError, Error, Result, TransportError};
-pub use oip::{InferInput, InferOutput, InferRequest, InferResponse};
-pub use trust::{
-    CardFormat, ExplainRequest, Explanation, FairnessReport, FairnessRequest, Favorable, ModelCardDocument,
-};
-pub use types::{
-    AuditQuery, ComponentInfo, CreatedKey, DayUsage, Deployment, FunctionInfo, FunctionStatus, ModelEntry, ModelInfo,
-    TenantInfo, TenantUpdate, TenantUsage, UsageCounters, UsageReport, manifest,
-};
 pub use upload::{ProgressFn, Upload};
 
-/// The server's own types, shared so that requests and answers match what it (de)serializes.
-pub use maas_registry::{AuditEntry, KeyInfo, Limits, Manifest, ModelCard, Quota, QuotaPatch, Role, Scale, TensorSpec};
+/// The wire types of the API, shared with the server: what it serializes is what this client
+/// reads.
+pub use maas_types as types;
+pub use maas_types::oip::{InferInput, InferOutput, InferRequest, InferResponse};
+pub use maas_types::{
+    AuditEntry, ComponentInfo, ComponentRef, CreatedKey, DayUsage, Deployment, ExplainRequest, Explanation,
+    FairnessReport, FairnessRequest, Favorable, FunctionInfo, FunctionState, FunctionStatus, KeyInfo, Limits, Manifest,
+    Method, ModelCard, ModelCardDocument, ModelEntry, ModelInfo, ModelRef, Quota, QuotaPatch, Role, Scale, TenantInfo,
+    TenantUpdate, TenantUsage, TensorSpec, UsageCounters, UsageReport,
+};

@@ -1,6 +1,6 @@
 //! End-to-end test harness for maas: a real server on a loopback port over a real sled
-//! directory, a small blocking HTTP client, the guest components the tests deploy, and the
-//! seed ONNX models ([`models`]).
+//! directory, a small blocking HTTP client, and the guest components the tests deploy. The
+//! ONNX models come from `maas-fixtures`, re-exported as [`models`].
 //!
 //! ```no_run
 //! let server = maas_tests::TestServer::start();
@@ -9,7 +9,8 @@
 //! assert_eq!(created.status, 201);
 //! ```
 
-pub mod models;
+pub use maas_fixtures as models;
+pub use maas_fixtures::oip_binary_body;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,22 +26,6 @@ pub const ADMIN_KEY: &str = "test-admin-key";
 pub fn guest_wasm(name: &str) -> Vec<u8> {
     let path = Path::new(env!("MAAS_GUEST_DIR")).join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// An OIP infer body with the binary tensor data extension, asking for binary outputs: a JSON
-/// header naming one FP32 input, then its `data` little-endian. Returns the body and the
-/// header's length (the `Inference-Header-Content-Length` value).
-pub fn oip_binary_body(input: &str, shape: &[usize], data: &[f32]) -> (Vec<u8>, usize) {
-    let header = serde_json::json!({
-        "inputs": [{ "name": input, "shape": shape, "datatype": "FP32",
-                     "parameters": { "binary_data_size": data.len() * 4 } }],
-        "parameters": { "binary_data_output": true },
-    })
-    .to_string();
-    let header_length = header.len();
-    let mut body = header.into_bytes();
-    body.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    (body, header_length)
 }
 
 /// A maas server running on its own thread and tokio runtime, on `127.0.0.1:0`.

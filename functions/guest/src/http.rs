@@ -59,15 +59,10 @@ impl Response {
     }
 }
 
-/// Answers an inference error with [`Error::status`], [`Error::code`] and [`Error::message`];
-/// [`Error::Busy`] also gets `retry-after: 1`.
+/// Answers an inference error with [`Error::status`], [`Error::code`] and [`Error::message`].
 impl From<Error> for Response {
     fn from(err: Error) -> Response {
-        let response = Response::error(err.status(), err.code(), err.message());
-        match err {
-            Error::Busy(_) => response.with_header("retry-after", "1"),
-            _ => response,
-        }
+        Response::error(err.status(), err.code(), err.message())
     }
 }
 
@@ -94,7 +89,6 @@ mod tests {
             (Error::ModelNotFound("m".into()), 404, "not_found"),
             (Error::InvalidInput("i".into()), 400, "invalid_input"),
             (Error::Failed("f".into()), 500, "internal"),
-            (Error::Busy("b".into()), 429, "rate_limited"),
         ];
         for (err, status, code) in cases {
             let message = err.message().to_owned();
@@ -102,7 +96,6 @@ mod tests {
             assert_eq!(response.status, status);
             assert_eq!(body(&response), json!({"error": message, "code": code}));
         }
-        assert_eq!(Response::from(Error::Busy("b".into())).header("retry-after"), Some("1"));
     }
 
     #[test]

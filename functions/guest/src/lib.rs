@@ -165,32 +165,27 @@ impl Error {
     /// The host's explanation, without the variant.
     pub fn message(&self) -> &str {
         match self {
-            Error::ModelNotFound(message)
-            | Error::InvalidInput(message)
-            | Error::Failed(message)
-            | Error::Busy(message) => message,
+            Error::ModelNotFound(message) | Error::InvalidInput(message) | Error::Failed(message) => message,
         }
     }
 
     /// The HTTP status this error is answered with by `Response::from(error)`:
-    /// `404` model not found, `400` invalid input, `500` failed, `429` busy.
+    /// `404` model not found, `400` invalid input, `500` failed.
     pub fn status(&self) -> u16 {
         match self {
             Error::ModelNotFound(_) => 404,
             Error::InvalidInput(_) => 400,
             Error::Failed(_) => 500,
-            Error::Busy(_) => 429,
         }
     }
 
     /// The platform error code this error is answered with by `Response::from(error)`:
-    /// `not_found`, `invalid_input`, `internal` or `rate_limited`.
+    /// `not_found`, `invalid_input` or `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             Error::ModelNotFound(_) => "not_found",
             Error::InvalidInput(_) => "invalid_input",
             Error::Failed(_) => "internal",
-            Error::Busy(_) => "rate_limited",
         }
     }
 }

@@ -28,8 +28,7 @@
 //! once decompressed. Errors are `{"error", "code"}`: a malformed request or one that does not fit
 //! the model is `400 invalid_input` (checked here first, against the model's signature, so the
 //! message names the input and both sides), a body that decompresses past the limit
-//! `413 payload_too_large`, a missing model `404 not_found`, a failed run `500 internal`, a busy
-//! platform `429 rate_limited`.
+//! `413 payload_too_large`, a missing model `404 not_found`, a failed run `500 internal`.
 
 use maas_guest::oip::{self, InferRequest, ModelMetadata};
 use maas_guest::{Handler, Request, Response};

@@ -1,5 +1,5 @@
-//! The request body as handlers see it: hyper's body, plus a way to get back what a handler
-//! left unread.
+//! The request body as handlers see it: any [`http_body::Body`] of bytes (hyper's, or an
+//! in-memory one in tests), boxed, plus a way to get back what a handler left unread.
 //!
 //! Many refusals (401, 403, 413, 429, quota) are decided before the body is read. Closing the
 //! connection on a client that is still sending makes most clients report a broken pipe
@@ -16,7 +16,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::{Body, Frame, SizeHint};
+
+/// The error of a request body: whatever the transport's was.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A boxed request body of any transport.
+type Inner = UnsyncBoxBody<Bytes, BodyError>;
 
 /// Most unread body bytes discarded to let a refused client read its answer.
 pub const DRAIN_LIMIT: u64 = 1 << 20;
@@ -25,7 +32,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// A request body that returns itself to its [`Leftover`] when dropped unfinished.
 pub struct RequestBody {
-    inner: Option<Incoming>,
+    inner: Option<Inner>,
     polled: bool,
     finished: bool,
     leftover: Leftover,
@@ -33,20 +40,24 @@ pub struct RequestBody {
 
 /// Where an unfinished [`RequestBody`] goes when dropped, with whether it was ever read.
 #[derive(Clone, Default)]
-pub struct Leftover(Arc<Mutex<Option<(Incoming, bool)>>>);
+pub struct Leftover(Arc<Mutex<Option<(Inner, bool)>>>);
 
 impl RequestBody {
     /// Wraps `body`; an unread rest ends up in `leftover`.
-    pub fn new(body: Incoming, leftover: Leftover) -> Self {
-        Self { inner: Some(body), polled: false, finished: false, leftover }
+    pub fn new<B>(body: B, leftover: Leftover) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BodyError>,
+    {
+        Self { inner: Some(body.map_err(Into::into).boxed_unsync()), polled: false, finished: false, leftover }
     }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         this.polled = true;

@@ -5,79 +5,57 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
-use maas_registry::ModelCard;
-use serde_json::{Value, json};
+use http::Response;
+use maas_types::{CardVersion, ModelCard, ModelCardDocument, TensorSpec};
 
-use super::body::RequestBody;
-use super::{App, Body, json_response, models::version_view, parse_json, read_body, require_tenant};
-use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use super::response::{Body, ok, text};
+use super::{Call, parse_json, read_body};
+use crate::error::{Error, Result};
+use crate::platform::Platform;
 
 /// Cards are text; 9 fields of at most 64 KiB.
 const CARD_LIMIT: u64 = 1 << 20;
 
-pub(super) async fn put(
-    app: &Arc<App>,
-    p: &Principal,
-    tenant: &str,
-    model: &str,
-    req: Request<RequestBody>,
-) -> ApiResult {
-    p.require_owner(tenant)?;
-    require_tenant(app, tenant)?;
-    let card: ModelCard = parse_json(&read_body(req, CARD_LIMIT).await?)?;
-    app.registry.put_card(tenant, model, &card)?;
-    app.audit(p, "model.card", Some(tenant), model, json!({}));
-    Ok(json_response(StatusCode::OK, &document(app, tenant, model, card)?))
+pub(super) async fn put(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    let (tenant, model) = (call.tenant()?.name.clone(), call.params.get("model").to_string());
+    let card: ModelCard = parse_json(&read_body(call.request, CARD_LIMIT).await?)?;
+    platform.put_card(&call.principal, &tenant, &model, &card)?;
+    Ok(ok(&document(&platform, &tenant, &model, card)?))
 }
 
-pub(super) fn get<B>(app: &Arc<App>, p: &Principal, tenant: &str, model: &str, req: &Request<B>) -> ApiResult {
-    p.require_owner(tenant)?;
-    require_tenant(app, tenant)?;
-    let card = app.registry.card(tenant, model)?.unwrap_or_default();
-    let doc = document(app, tenant, model, card)?;
-    let format = req.uri().query().unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("format="));
-    match format {
-        None | Some("json") => Ok(json_response(StatusCode::OK, &doc)),
+pub(super) async fn get(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    let (tenant, model) = (&call.tenant()?.name, call.params.get("model"));
+    let card = platform.registry.card(tenant, model)?.unwrap_or_default();
+    let doc = document(&platform, tenant, model, card)?;
+    let query = call.request.uri().query().unwrap_or_default();
+    match query.split('&').find_map(|kv| kv.strip_prefix("format=")) {
+        None | Some("json") => Ok(ok(&doc)),
         Some("md" | "markdown") => Ok(text(markdown(&doc), "text/markdown; charset=utf-8")),
         Some("html") => Ok(text(html(&markdown_blocks(&doc)), "text/html; charset=utf-8")),
-        Some(other) => Err(ApiError::invalid_request(format!("format {other:?} is not json, md or html"))),
+        Some(other) => Err(Error::invalid(format!("format {other:?} is not json, md or html"))),
     }
 }
 
-/// The card and the generated facts: `{"name", "card": {...}, "versions": [{..., "audit"}]}`.
-fn document(app: &App, tenant: &str, model: &str, card: ModelCard) -> Result<Value, ApiError> {
-    let summary = app
+/// The card and the generated facts: every version with its latest audit.
+fn document(platform: &Platform, tenant: &str, model: &str, card: ModelCard) -> Result<ModelCardDocument> {
+    let summary = platform
         .registry
         .models(tenant)?
         .into_iter()
         .find(|m| m.name == model)
-        .ok_or_else(|| ApiError::not_found(format!("no model {model:?}")))?;
+        .ok_or_else(|| Error::not_found(format!("no model {model:?}")))?;
     let versions = summary
         .versions
         .iter()
-        .map(|v| {
-            let mut view = version_view(v);
-            view["audit"] = app.registry.model_audit(tenant, model, v.version)?.unwrap_or(Value::Null);
-            Ok(view)
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(json!({
-        "name": model,
-        "tenant": tenant,
-        "latest_version": summary.latest_version,
-        "card": card,
-        "versions": versions,
-    }))
-}
-
-fn text(body: String, content_type: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+        .map(|v| Ok(CardVersion { info: v.info(), audit: platform.registry.model_audit(tenant, model, v.version)? }))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ModelCardDocument {
+        name: model.to_string(),
+        tenant: tenant.to_string(),
+        latest_version: summary.latest_version,
+        card,
+        versions,
+    })
 }
 
 fn title(field: &str) -> String {
@@ -86,54 +64,44 @@ fn title(field: &str) -> String {
     chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
+/// `name DATATYPE [shape]` of each tensor, comma-separated.
+fn tensors(specs: &[TensorSpec]) -> String {
+    let shape = |s: &TensorSpec| format!("[{}]", s.shape.iter().map(i64::to_string).collect::<Vec<_>>().join(","));
+    specs.iter().map(|s| format!("{} {} {}", s.name, s.datatype, shape(s))).collect::<Vec<_>>().join(", ")
+}
+
 /// The document as (heading, paragraphs) blocks, shared by Markdown and HTML.
-fn markdown_blocks(doc: &Value) -> Vec<(String, Vec<String>)> {
+fn markdown_blocks(doc: &ModelCardDocument) -> Vec<(String, Vec<String>)> {
     let mut blocks = Vec::new();
-    let card: ModelCard = serde_json::from_value(doc["card"].clone()).unwrap_or_default();
-    for (field, value) in card.fields() {
+    for (field, value) in doc.card.fields() {
         let body = value.map_or_else(|| "Not provided.".to_string(), str::to_string);
         blocks.push((title(field), vec![body]));
     }
     let mut facts = Vec::new();
-    for v in doc["versions"].as_array().into_iter().flatten() {
-        let tensors = |key: &str| {
-            v[key]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| {
-                    format!(
-                        "{} {} {}",
-                        t["name"].as_str().unwrap_or("?"),
-                        t["datatype"].as_str().unwrap_or("?"),
-                        t["shape"]
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+    for v in &doc.versions {
+        let i = &v.info;
         let mut line = format!(
             "Version {}: sha256 {}, {} bytes, uploaded {}; inputs: {}; outputs: {}.",
-            v["version"],
-            v["sha256"].as_str().unwrap_or("?"),
-            v["size_bytes"],
-            v["created_at"].as_str().unwrap_or("?"),
-            tensors("inputs"),
-            tensors("outputs"),
+            i.version,
+            i.sha256,
+            i.size_bytes,
+            i.created_at,
+            tensors(&i.inputs),
+            tensors(&i.outputs),
         );
-        let audit = &v["audit"];
-        if audit.is_object() {
-            let _ = write!(
-                line,
-                " Latest fairness audit ({}): disparate impact ratio {}, statistical parity difference {}, \
-                 four-fifths rule {}.",
-                audit["audited_at"].as_str().unwrap_or("?"),
-                audit["disparate_impact_ratio"],
-                audit["statistical_parity_difference"],
-                if audit["passes_four_fifths_rule"] == json!(true) { "passed" } else { "failed" },
-            );
-        } else {
-            line.push_str(" No fairness audit.");
+        match &v.audit {
+            Some(audit) => {
+                let _ = write!(
+                    line,
+                    " Latest fairness audit ({}): disparate impact ratio {}, statistical parity difference {}, \
+                     four-fifths rule {}.",
+                    audit.audited_at.as_deref().unwrap_or("?"),
+                    audit.disparate_impact_ratio.map_or("null".to_string(), |r| r.to_string()),
+                    audit.statistical_parity_difference,
+                    if audit.passes_four_fifths_rule { "passed" } else { "failed" },
+                );
+            }
+            None => line.push_str(" No fairness audit."),
         }
         facts.push(line);
     }
@@ -141,8 +109,8 @@ fn markdown_blocks(doc: &Value) -> Vec<(String, Vec<String>)> {
     blocks
 }
 
-fn markdown(doc: &Value) -> String {
-    let mut out = format!("# Model card: {}\n\n", doc["name"].as_str().unwrap_or("?"));
+fn markdown(doc: &ModelCardDocument) -> String {
+    let mut out = format!("# Model card: {}\n\n", doc.name);
     for (heading, paragraphs) in markdown_blocks(doc) {
         let _ = write!(out, "## {heading}\n\n");
         for p in paragraphs {
@@ -186,14 +154,16 @@ mod tests {
 
     #[test]
     fn markdown_lists_every_field_and_the_versions() {
-        let doc = json!({
-            "name": "m",
+        let doc: ModelCardDocument = serde_json::from_value(serde_json::json!({
+            "name": "m", "tenant": "t", "latest_version": 1,
             "card": { "description": "Scores loans." },
-            "versions": [{ "version": 1, "sha256": "ab", "size_bytes": 3, "created_at": "t",
+            "versions": [{ "name": "m", "version": 1, "sha256": "ab", "size_bytes": 3, "created_at": "t",
                            "inputs": [{ "name": "x", "datatype": "FP32", "shape": [1, 4] }], "outputs": [],
-                           "audit": { "audited_at": "t2", "disparate_impact_ratio": 0.9,
-                                      "statistical_parity_difference": -0.05, "passes_four_fifths_rule": true } }],
-        });
+                           "audit": { "groups": {}, "audited_at": "t2", "disparate_impact_ratio": 0.9,
+                                      "statistical_parity_difference": -0.05, "passes_four_fifths_rule": true,
+                                      "reference_group": "a" } }],
+        }))
+        .unwrap();
         let md = markdown(&doc);
         assert!(md.starts_with("# Model card: m\n"));
         assert!(md.contains("## Description\n\nScores loans."));

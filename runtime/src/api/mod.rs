@@ -1,209 +1,209 @@
-//! The HTTP API: one dispatcher from (route, method) to handlers, and the shared [`App`].
+//! The HTTP API: parse, authorize, call the domain ([`Platform`]), render.
 //!
-//! Handlers are thin: check who calls ([`Principal`]), parse, call the registry, the host or
-//! the scaler, and shape JSON. Errors become responses in [`crate::error`] only.
+//! [`handle`] takes any request whose body is an [`http_body::Body`] of bytes (hyper's from the
+//! server, an in-memory one in tests), so the whole API can be driven without a socket. For
+//! each request it
+//!
+//! 1. finds the [`Route`] ([`routes::find`] over the one table, [`ROUTES`]);
+//! 2. authenticates the caller ([`crate::auth`]) and checks the route's [`Access`], charging a
+//!    tenant key one token of its rate (invocations are charged by [`crate::invocation`]);
+//! 3. calls the route's handler, which parses the request, calls the platform and renders a
+//!    typed answer from `maas-types`;
+//! 4. turns an error into the contract's JSON ([`error`]), stamps the platform headers of
+//!    metered work ([`response::Stamp`]) and `x-request-id`, counts and logs the request
+//!    (never its payload).
 
 mod audit;
 mod body;
 mod cards;
+pub mod error;
 mod functions;
 mod invoke;
 mod models;
 mod oip;
+pub mod response;
+pub mod routes;
+mod system;
 mod tenants;
 mod trust;
 mod usage;
 
+pub use body::RequestBody;
+pub use error::ApiError;
+pub use response::{Body, Stamp};
+pub use routes::{Access, ROUTES, Route};
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use maas_registry::Registry;
-use tokio::sync::Semaphore;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use maas_types::Tenant;
 use tracing::Instrument;
 
-use self::body::{Leftover, RequestBody};
-use crate::admission::Admission;
-use crate::auth::{Authenticator, Principal};
-use crate::config::Config;
-use crate::error::{ApiError, ApiResult};
-use crate::host::Host;
-use crate::inference::ModelCache;
-use crate::metering::Meter;
-use crate::routes::{OipAction, Route};
-use crate::scale::Scaler;
+use self::body::{BodyError, Leftover};
+use self::routes::{Found, Params};
+use crate::auth::Principal;
+use crate::error::{Error, Result};
+use crate::platform::Platform;
 
-/// Everything a request handler can reach. One per server, shared by `Arc`.
-pub struct App {
-    /// The server's configuration.
-    pub config: Config,
-    /// The store.
-    pub registry: Registry,
-    /// The wasmtime host.
-    pub host: Host,
-    /// Loaded models, shared across functions.
-    pub models: ModelCache,
-    /// Deployed functions and their warm state.
-    pub scaler: Arc<Scaler>,
-    /// Per-tenant rate and concurrency.
-    pub admission: Admission,
-    /// CPU, energy and CO2e per tenant, function and day.
-    pub meter: Arc<Meter>,
-    pub(crate) auth: Authenticator,
-    blocking: Arc<Semaphore>,
-    metrics: Metrics,
+/// One request as a handler sees it.
+pub struct Call {
+    /// Who is calling.
+    pub principal: Principal,
+    /// The path's parameters.
+    pub params: Params,
+    /// The request; its body is read by the handler, if at all.
+    pub request: Request<RequestBody>,
+    /// The request's id (`x-request-id`).
+    pub request_id: String,
+    /// When the request arrived.
+    pub started: Instant,
+    /// For [`Access::Owner`] routes: the path's tenant, which exists.
+    pub tenant: Option<Tenant>,
 }
 
-/// Process-wide counters for `/metrics`.
-#[derive(Default)]
-struct Metrics {
-    requests: AtomicU64,
-    client_errors: AtomicU64,
-    server_errors: AtomicU64,
-    invocations: AtomicU64,
-    cold_starts: AtomicU64,
-    cold_start_us_total: AtomicU64,
-    inference_us_total: AtomicU64,
-    /// Invocations whose inference ran in a batch with others.
-    batched_invocations: AtomicU64,
-}
-
-impl App {
-    pub(crate) fn new(config: Config, registry: Registry, host: Host, auth: Authenticator) -> Arc<Self> {
-        let blocking = Arc::new(Semaphore::new(config.max_blocking));
-        let meter = Meter::new(config.energy);
-        Arc::new(Self {
-            config,
-            registry,
-            host,
-            models: ModelCache::default(),
-            scaler: Scaler::new(),
-            admission: Admission::default(),
-            meter,
-            auth,
-            blocking,
-            metrics: Metrics::default(),
-        })
+impl Call {
+    /// The tenant of an [`Access::Owner`] route.
+    pub fn tenant(&self) -> Result<&Tenant> {
+        self.tenant.as_ref().ok_or_else(|| Error::internal("a tenant route without its tenant"))
     }
 
-    /// Runs CPU-bound work (wasm, inference, compilation) on the blocking pool, at most
-    /// `max_blocking` jobs at once; waiting callers queue here, not on threads.
-    pub async fn blocking<T, F>(&self, job: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
-    {
-        let permit = self.blocking.clone().acquire_owned().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            job()
-        })
-        .await
-        .map_err(ApiError::internal)
+    /// The path's `{version}`, when it has one.
+    pub fn version(&self) -> Result<Option<u32>> {
+        parse_version(self.params.opt("version"))
     }
 }
 
-/// The response body type of every handler.
-pub type Body = Full<Bytes>;
-
-/// A JSON response with `status`.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-fn empty(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = status;
-    response
-}
-
-/// Reads a whole body of at most `limit` bytes; a longer one is `413` (refused from its
-/// `Content-Length` before reading when the client declares it).
-pub(crate) async fn read_body(req: Request<RequestBody>, limit: u64) -> Result<Bytes, ApiError> {
-    if declared_length(&req).is_some_and(|n| n > limit) {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let limited = Limited::new(req.into_body(), limit as usize);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::payload_too_large(limit))
-        }
-        Err(e) => Err(ApiError::invalid_request(format!("could not read the request body: {e}"))),
-    }
-}
-
-/// `403 quota_exceeded` for an upload that passed `received` bytes while the tenant allows
-/// `limit` per file and has `room` left in its storage.
-pub(crate) fn upload_over_quota(received: u64, limit: u64, room: u64) -> ApiError {
-    ApiError::from(maas_registry::Error::QuotaExceeded(format!(
-        "the upload is at least {received} bytes: more than the tenant's max_model_bytes ({limit}) \
-         or its remaining storage ({room} bytes left of max_storage_bytes)"
-    )))
-}
-
-fn declared_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers().get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// Parses a JSON body into `T`, with serde's message on failure.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("malformed JSON body: {e}")))
-}
-
-/// Entry point for every request: assigns a request id, runs the handler inside a tracing
-/// span (never logging payloads), and stamps `x-request-id`.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+/// Entry point for every request: assigns a request id, dispatches inside a tracing span
+/// (never logging payloads), and stamps `x-request-id` and the platform headers.
+pub async fn handle<B>(platform: Arc<Platform>, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BodyError>,
+{
     let started = Instant::now();
     let request_id = request_id(&req);
-    let route = Route::of(req.uri().path());
+    let found = routes::find(req.method(), req.uri().path());
+    let (route_path, invocation) = match &found {
+        Found::Route(route, _) => (route.path, route.access == Access::Invoke),
+        _ => ("-", false),
+    };
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %req.method(),
-        route = route_name(&route),
-        tenant = route.tenant().unwrap_or(""),
+        route = route_path,
+        tenant = tracing::field::Empty,
         function = tracing::field::Empty,
         status = tracing::field::Empty,
         duration_us = tracing::field::Empty,
     );
-    let invocation = matches!(route, Route::Invoke { .. });
-    if let Route::Invoke { function, .. } = &route {
-        span.record("function", function.as_str());
+    if let Found::Route(_, params) = &found {
+        for name in ["tenant", "function"] {
+            if let Some(value) = params.opt(name) {
+                span.record(name, value);
+            }
+        }
     }
     let leftover = Leftover::default();
     let expects_continue =
         req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let req = req.map(|body| RequestBody::new(body, leftover.clone()));
-    let mut response =
-        dispatch(&app, route, req, &request_id).instrument(span.clone()).await.unwrap_or_else(ApiError::into_response);
+    let call = dispatch(&platform, found, req, request_id.clone(), started).instrument(span.clone()).await;
+    let mut response = call.unwrap_or_else(|e| ApiError::from(e).into_response());
     // A refusal decided before the body was read: let the client finish sending a small one,
     // so that it reads this answer rather than a broken pipe.
     leftover.drain(expects_continue).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
-    if invocation && !response.headers().contains_key(invoke::DURATION_HEADER) {
-        invoke::platform_headers(response.headers_mut(), false, started.elapsed(), 0.0);
+    // Metered work says what to stamp; an invocation refused before it reached its function
+    // (no key, another tenant's, no such function) gets the headers too, with no energy.
+    let stamp = response.extensions_mut().remove::<Stamp>();
+    match stamp {
+        Some(stamp) => response::stamp(response.headers_mut(), &stamp, started.elapsed()),
+        None if invocation => {
+            let refused = Stamp { cold_start: Some(false), ..Stamp::default() };
+            response::stamp(response.headers_mut(), &refused, started.elapsed());
+        }
+        None => {}
     }
     let status = response.status();
-    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    if status.is_client_error() {
-        app.metrics.client_errors.fetch_add(1, Ordering::Relaxed);
-    } else if status.is_server_error() {
-        app.metrics.server_errors.fetch_add(1, Ordering::Relaxed);
-    }
+    platform.metrics.request(status.as_u16());
     span.record("status", status.as_u16());
     span.record("duration_us", started.elapsed().as_micros() as u64);
     span.in_scope(|| tracing::info!("done"));
     response
+}
+
+/// Authenticates, checks access and runs the route's handler.
+async fn dispatch(
+    platform: &Arc<Platform>,
+    found: Found,
+    request: Request<RequestBody>,
+    request_id: String,
+    started: Instant,
+) -> Result<Response<Body>> {
+    if let Found::Route(route, _) = &found
+        && route.access == Access::Public
+    {
+        return run(platform, found, Principal::Anonymous, request, request_id, started, None).await;
+    }
+    let authorization = request.headers().get(http::header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let principal = platform.auth.authenticate(&platform.registry, authorization)?;
+    let admitted = matches!(&found, Found::Route(route, _) if route.admitted);
+    if !admitted {
+        // Every other request of a tenant key costs one token of the tenant's rate; the admin is
+        // not a tenant, and nobody reaches further without a key.
+        match &principal {
+            Principal::Anonymous => return Err(Error::Unauthenticated),
+            Principal::Key { tenant, .. } => platform.admission.charge(&tenant.name, &tenant.quota)?,
+            Principal::Admin => {}
+        }
+    }
+    let Found::Route(route, params) = &found else {
+        return Err(match found {
+            Found::MethodNotAllowed => Error::MethodNotAllowed(request.method().clone()),
+            _ => Error::not_found("no such route"),
+        });
+    };
+    let tenant = match route.access {
+        Access::Public | Access::Invoke => None,
+        Access::Admin => principal.require_admin().map(|()| None)?,
+        Access::AnyKey => principal.require_key().map(|()| None)?,
+        Access::TenantKey => match &principal {
+            Principal::Key { .. } => None,
+            Principal::Admin => {
+                return Err(Error::ForbiddenBecause(
+                    "the Open Inference Protocol serves the models of the key's tenant; the admin key has no tenant"
+                        .into(),
+                ));
+            }
+            Principal::Anonymous => return Err(Error::Unauthenticated),
+        },
+        Access::Owner => {
+            let name = params.get("tenant");
+            principal.require_owner(name)?;
+            Some(platform.tenant(&principal, name)?)
+        }
+    };
+    run(platform, found, principal, request, request_id, started, tenant).await
+}
+
+async fn run(
+    platform: &Arc<Platform>,
+    found: Found,
+    principal: Principal,
+    request: Request<RequestBody>,
+    request_id: String,
+    started: Instant,
+    tenant: Option<Tenant>,
+) -> Result<Response<Body>> {
+    let Found::Route(route, params) = found else { return Err(Error::not_found("no such route")) };
+    let call = Call { principal, params, request, request_id, started, tenant };
+    (route.handler)(platform.clone(), call).await
 }
 
 /// The client's `x-request-id` when it is short and plain, else a new random one.
@@ -221,137 +221,34 @@ fn request_id<B>(req: &Request<B>) -> String {
     }
 }
 
-fn route_name(route: &Route) -> &'static str {
-    match route {
-        Route::Healthz => "healthz",
-        Route::Readyz => "readyz",
-        Route::Metrics => "metrics",
-        Route::Tenants | Route::Tenant(_) => "tenants",
-        Route::Audit => "audit",
-        Route::Keys(_) | Route::Key(..) => "keys",
-        Route::Models(_) | Route::Model(..) | Route::ModelVersion(..) => "models",
-        Route::Components(_) => "components",
-        Route::Usage(_) => "usage",
-        Route::ModelCard(..) | Route::ModelTrust { .. } => "trust",
-        Route::Functions(_) | Route::Function(..) => "functions",
-        Route::Invoke { .. } => "invoke",
-        Route::OipLive | Route::OipReady | Route::OipServer | Route::OipModel { .. } => "oip",
-        Route::NotFound => "not_found",
+/// Reads a whole body of at most `limit` bytes; a longer one is [`Error::PayloadTooLarge`]
+/// (refused from its `Content-Length` before reading when the client declares it).
+pub(crate) async fn read_body(req: Request<RequestBody>, limit: u64) -> Result<Bytes> {
+    if declared_length(&req).is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge(limit));
+    }
+    let limited = Limited::new(req.into_body(), limit as usize);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(Error::PayloadTooLarge(limit)),
+        Err(e) => Err(Error::invalid(format!("could not read the request body: {e}"))),
     }
 }
 
-async fn dispatch(app: &Arc<App>, route: Route, req: Request<RequestBody>, request_id: &str) -> ApiResult {
-    let method = req.method().clone();
-    match (&route, &method) {
-        (Route::Healthz, &Method::GET) => {
-            return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})));
-        }
-        (Route::Readyz, &Method::GET) => {
-            return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ready"})));
-        }
-        (Route::OipLive, &Method::GET) => return Ok(json_response(StatusCode::OK, &serde_json::json!({"live": true}))),
-        (Route::OipReady, &Method::GET) => {
-            return Ok(json_response(StatusCode::OK, &serde_json::json!({"ready": true})));
-        }
-        _ => {}
-    }
-    let principal = app.auth.authenticate(&app.registry, req.headers())?;
-    // Invocations are admitted (rate, concurrency) by the invocation path itself.
-    match route {
-        Route::Invoke { tenant, function, rest } => {
-            return invoke::invoke(app, principal, &tenant, &function, rest, req, request_id).await;
-        }
-        Route::OipModel { model, version, action: OipAction::Infer } if method == Method::POST => {
-            return oip::infer(app, &principal, &model, version.as_deref(), req, request_id).await;
-        }
-        _ => {}
-    }
-    match &principal {
-        Principal::Anonymous => return Err(ApiError::unauthenticated()),
-        Principal::Key(key, quota) => app.admission.charge(&key.tenant, quota)?,
-        Principal::Admin => {}
-    }
-    let p = &principal;
-    match (route, method) {
-        (Route::Metrics, Method::GET) => {
-            p.require_admin()?;
-            Ok(metrics(app))
-        }
-        (Route::Tenants, Method::POST) => tenants::create(app, p, req).await,
-        (Route::Tenants, Method::GET) => tenants::list(app, p),
-        (Route::Tenant(t), Method::GET) => tenants::show(app, p, &t),
-        (Route::Tenant(t), Method::PATCH) => tenants::update(app, p, &t, req).await,
-        (Route::Tenant(t), Method::DELETE) => tenants::delete(app, p, &t),
-        (Route::Audit, Method::GET) => audit::list(app, p, &req),
-        (Route::Keys(t), Method::POST) => tenants::create_key(app, p, &t, req).await,
-        (Route::Keys(t), Method::GET) => tenants::list_keys(app, p, &t),
-        (Route::Key(t, id), Method::DELETE) => tenants::revoke_key(app, p, &t, &id),
-        (Route::Models(t), Method::GET) => models::list(app, p, &t),
-        (Route::Model(t, m), Method::PUT) => models::upload(app, p, &t, &m, req).await,
-        (Route::Model(t, m), Method::GET) => models::show(app, p, &t, &m, None),
-        (Route::Model(t, m), Method::DELETE) => models::delete(app, p, &t, &m, None),
-        (Route::ModelVersion(t, m, v), Method::GET) => models::show(app, p, &t, &m, Some(&v)),
-        (Route::ModelVersion(t, m, v), Method::DELETE) => models::delete(app, p, &t, &m, Some(&v)),
-        (Route::Usage(t), Method::GET) => usage::show(app, p, &t).await,
-        (Route::ModelCard(t, m), Method::PUT) => cards::put(app, p, &t, &m, req).await,
-        (Route::ModelCard(t, m), Method::GET) => cards::get(app, p, &t, &m, &req),
-        (Route::ModelTrust { tenant, model, version, action }, Method::POST) => {
-            trust::handle(app, p, &tenant, &model, version.as_deref(), action, req).await
-        }
-        (Route::Components(t), Method::POST) => functions::upload_component(app, p, &t, req).await,
-        (Route::Components(t), Method::GET) => functions::list_components(app, p, &t),
-        (Route::Functions(t), Method::GET) => functions::list(app, p, &t, &req),
-        (Route::Function(t, f), Method::PUT) => functions::deploy(app, p, &t, &f, req).await,
-        (Route::Function(t, f), Method::GET) => functions::show(app, p, &t, &f, &req),
-        (Route::Function(t, f), Method::DELETE) => functions::delete(app, p, &t, &f),
-        (Route::OipServer, Method::GET) => oip::server(p),
-        (Route::OipModel { model, version, action: OipAction::Metadata }, Method::GET) => {
-            oip::metadata(app, p, &model, version.as_deref())
-        }
-        (Route::OipModel { model, version, action: OipAction::Ready }, Method::GET) => {
-            oip::ready(app, p, &model, version.as_deref())
-        }
-        (Route::NotFound, _) => Err(ApiError::not_found("no such route")),
-        (_, method) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            format!("{method} is not allowed on this path"),
-        )),
-    }
+/// The body's size as the client declared it (`Content-Length`).
+pub(crate) fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers().get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Checks that `tenant` exists after the caller was allowed to act on it: callers that may
-/// act on it are the admin (who learns it does not exist) or its own keys.
-pub(crate) fn require_tenant(app: &App, tenant: &str) -> Result<maas_registry::Tenant, ApiError> {
-    app.registry.tenant(tenant)?.ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))
+/// Parses a JSON body into `T`, with serde's message on failure.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::invalid(format!("malformed JSON body: {e}")))
 }
 
-fn metrics(app: &App) -> Response<Body> {
-    let m = &app.metrics;
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let text = format!(
-        "# HELP maas_requests_total HTTP requests handled.\n# TYPE maas_requests_total counter\nmaas_requests_total {}\n\
-         # HELP maas_request_errors_total Requests answered with an error, by class.\n# TYPE maas_request_errors_total counter\n\
-         maas_request_errors_total{{class=\"4xx\"}} {}\nmaas_request_errors_total{{class=\"5xx\"}} {}\n\
-         # HELP maas_invocations_total Function invocations.\n# TYPE maas_invocations_total counter\nmaas_invocations_total {}\n\
-         # HELP maas_cold_starts_total Cold starts.\n# TYPE maas_cold_starts_total counter\nmaas_cold_starts_total {}\n\
-         # HELP maas_cold_start_seconds_total Time spent in cold starts.\n# TYPE maas_cold_start_seconds_total counter\nmaas_cold_start_seconds_total {}\n\
-         # HELP maas_inference_seconds_total Time spent in tract.\n# TYPE maas_inference_seconds_total counter\nmaas_inference_seconds_total {}\n\
-         # HELP maas_batched_invocations_total Invocations whose inference shared a batch with others.\n# TYPE maas_batched_invocations_total counter\nmaas_batched_invocations_total {}\n\
-         # HELP maas_warm_functions Functions currently warm.\n# TYPE maas_warm_functions gauge\nmaas_warm_functions {}\n\
-         # HELP maas_loaded_models Models currently loaded.\n# TYPE maas_loaded_models gauge\nmaas_loaded_models {}\n",
-        get(&m.requests),
-        get(&m.client_errors),
-        get(&m.server_errors),
-        get(&m.invocations),
-        get(&m.cold_starts),
-        get(&m.cold_start_us_total) as f64 / 1e6,
-        get(&m.inference_us_total) as f64 / 1e6,
-        get(&m.batched_invocations),
-        app.scaler.warm_count(),
-        app.models.loaded_count(),
-    );
-    let mut response = Response::new(Full::new(Bytes::from(text)));
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-    response
+/// A `{version}` path parameter: a number.
+pub(crate) fn parse_version(v: Option<&str>) -> Result<Option<u32>> {
+    v.map(|v| v.parse::<u32>().map_err(|_| Error::invalid(format!("version {v:?} is not a number")))).transpose()
 }
+
+#[cfg(test)]
+mod tests;

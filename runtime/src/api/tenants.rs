@@ -2,120 +2,69 @@
 
 use std::sync::Arc;
 
-use http::{Request, StatusCode};
-use maas_registry::{QuotaPatch, Role, Tenant};
-use serde::Deserialize;
-use serde_json::json;
+use http::{Response, StatusCode};
+use maas_types::{CreateKey, CreateTenant, KeyList, Tenant, TenantInfo, TenantList, TenantUpdate, TenantUsage};
 
-use super::body::RequestBody;
-use super::{App, empty, json_response, parse_json, read_body, require_tenant};
-use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use super::response::{Body, empty, json, ok};
+use super::{Call, parse_json, read_body};
+use crate::error::Result;
+use crate::platform::Platform;
 
 /// Bodies of admin requests are small JSON documents.
 const ADMIN_BODY_LIMIT: u64 = 64 << 10;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTenant {
-    name: String,
-    #[serde(default)]
-    quota: Option<QuotaPatch>,
+/// A tenant with what it uses now.
+fn info(platform: &Platform, tenant: Tenant) -> Result<TenantInfo> {
+    let registry = &platform.registry;
+    let usage = TenantUsage {
+        storage_bytes: registry.storage_bytes(&tenant.name)?,
+        models: registry.models(&tenant.name)?.len() as u64,
+        functions: registry.functions(&tenant.name)?.len() as u64,
+    };
+    Ok(TenantInfo { tenant, usage })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateTenant {
-    #[serde(default)]
-    quota: Option<QuotaPatch>,
-    #[serde(default)]
-    suspended: Option<bool>,
+pub(super) async fn create(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    let body: CreateTenant = parse_json(&read_body(call.request, ADMIN_BODY_LIMIT).await?)?;
+    let tenant = platform.create_tenant(&call.principal, &body.name, body.quota)?;
+    Ok(json(StatusCode::CREATED, &info(&platform, tenant)?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateKey {
-    role: Role,
-    #[serde(default)]
-    label: Option<String>,
+pub(super) async fn list(platform: Arc<Platform>, _: Call) -> Result<Response<Body>> {
+    let tenants = platform.registry.tenants()?;
+    let tenants = tenants.into_iter().map(|t| info(&platform, t)).collect::<Result<_>>()?;
+    Ok(ok(&TenantList { tenants }))
 }
 
-fn view(app: &App, tenant: &Tenant) -> Result<serde_json::Value, ApiError> {
-    let models = app.registry.models(&tenant.name)?.len();
-    let functions = app.registry.functions(&tenant.name)?.len();
-    let storage_bytes = app.registry.storage_bytes(&tenant.name)?;
-    let mut value = serde_json::to_value(tenant).map_err(ApiError::internal)?;
-    value["usage"] = json!({ "storage_bytes": storage_bytes, "models": models, "functions": functions });
-    Ok(value)
+pub(super) async fn show(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    let tenant = platform.tenant(&call.principal, call.params.get("tenant"))?;
+    Ok(ok(&info(&platform, tenant)?))
 }
 
-pub(super) async fn create(app: &Arc<App>, p: &Principal, req: Request<RequestBody>) -> ApiResult {
-    p.require_admin()?;
-    let body: CreateTenant = parse_json(&read_body(req, ADMIN_BODY_LIMIT).await?)?;
-    let tenant = app.registry.create_tenant(&body.name, body.quota)?;
-    tracing::info!(tenant = %tenant.name, "tenant created");
-    app.audit(p, "tenant.create", Some(&tenant.name), &tenant.name, json!({ "quota": tenant.quota }));
-    Ok(json_response(StatusCode::CREATED, &view(app, &tenant)?))
+pub(super) async fn update(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    let name = call.params.get("tenant").to_string();
+    let body: TenantUpdate = parse_json(&read_body(call.request, ADMIN_BODY_LIMIT).await?)?;
+    let tenant = platform.update_tenant(&call.principal, &name, body.quota, body.suspended)?;
+    Ok(ok(&info(&platform, tenant)?))
 }
 
-pub(super) fn list(app: &Arc<App>, p: &Principal) -> ApiResult {
-    p.require_admin()?;
-    let tenants = app.registry.tenants()?;
-    let views = tenants.iter().map(|t| view(app, t)).collect::<Result<Vec<_>, _>>()?;
-    Ok(json_response(StatusCode::OK, &json!({ "tenants": views })))
-}
-
-pub(super) fn show(app: &Arc<App>, p: &Principal, tenant: &str) -> ApiResult {
-    p.require_admin()?;
-    let t = require_tenant(app, tenant)?;
-    Ok(json_response(StatusCode::OK, &view(app, &t)?))
-}
-
-pub(super) async fn update(app: &Arc<App>, p: &Principal, tenant: &str, req: Request<RequestBody>) -> ApiResult {
-    p.require_admin()?;
-    let body: UpdateTenant = parse_json(&read_body(req, ADMIN_BODY_LIMIT).await?)?;
-    let detail = json!({ "quota": body.quota, "suspended": body.suspended });
-    let t = app.registry.update_tenant(tenant, body.quota, body.suspended)?;
-    tracing::info!(tenant = %t.name, suspended = t.suspended, "tenant updated");
-    app.audit(p, "tenant.update", Some(tenant), tenant, detail);
-    Ok(json_response(StatusCode::OK, &view(app, &t)?))
-}
-
-pub(super) fn delete(app: &Arc<App>, p: &Principal, tenant: &str) -> ApiResult {
-    p.require_admin()?;
-    app.registry.delete_tenant(tenant)?;
-    app.scaler.tenant_removed(tenant);
-    app.admission.forget(tenant);
-    app.meter.forget(tenant);
-    tracing::info!(tenant, "tenant deleted");
-    app.audit(p, "tenant.delete", Some(tenant), tenant, json!({}));
+pub(super) async fn delete(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    platform.delete_tenant(&call.principal, call.params.get("tenant")).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-pub(super) async fn create_key(app: &Arc<App>, p: &Principal, tenant: &str, req: Request<RequestBody>) -> ApiResult {
-    p.require_owner(tenant)?;
-    require_tenant(app, tenant)?;
-    let body: CreateKey = parse_json(&read_body(req, ADMIN_BODY_LIMIT).await?)?;
-    let (info, secret) = app.registry.create_key(tenant, body.role, body.label)?;
-    tracing::info!(tenant, key_id = %info.id, role = info.role.as_str(), "key created");
-    app.audit(p, "key.create", Some(tenant), &info.id, json!({ "role": info.role.as_str(), "label": info.label }));
-    let mut value = serde_json::to_value(&info).map_err(ApiError::internal)?;
-    value["key"] = json!(secret);
-    Ok(json_response(StatusCode::CREATED, &value))
+pub(super) async fn create_key(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    let tenant = call.tenant()?.name.clone();
+    let body: CreateKey = parse_json(&read_body(call.request, ADMIN_BODY_LIMIT).await?)?;
+    let created = platform.create_key(&call.principal, &tenant, body)?;
+    Ok(json(StatusCode::CREATED, &created))
 }
 
-pub(super) fn list_keys(app: &Arc<App>, p: &Principal, tenant: &str) -> ApiResult {
-    p.require_owner(tenant)?;
-    require_tenant(app, tenant)?;
-    let keys = app.registry.keys(tenant)?;
-    Ok(json_response(StatusCode::OK, &json!({ "keys": keys })))
+pub(super) async fn list_keys(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    Ok(ok(&KeyList { keys: platform.registry.keys(&call.tenant()?.name)? }))
 }
 
-pub(super) fn revoke_key(app: &Arc<App>, p: &Principal, tenant: &str, id: &str) -> ApiResult {
-    p.require_owner(tenant)?;
-    require_tenant(app, tenant)?;
-    app.registry.revoke_key(tenant, id)?;
-    tracing::info!(tenant, key_id = id, "key revoked");
-    app.audit(p, "key.revoke", Some(tenant), id, json!({}));
+pub(super) async fn revoke_key(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    platform.revoke_key(&call.principal, &call.tenant()?.name, call.params.get("id"))?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

@@ -27,20 +27,20 @@
 mod bindings;
 mod epoch;
 mod state;
+pub mod wit;
 
-pub use bindings::{HandlerPre, Request, Response};
+pub use bindings::HandlerPre;
 pub use state::{BoundModel, Capabilities, HostState, InvocationReport};
+pub use wit::{Request, Response};
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use maas_types::{Builtin, ComponentRef};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use epoch::EpochTicker;
-
-/// The built-in component behind the manifest alias `builtin:tensor`.
-pub const BUILTIN_TENSOR: &str = "builtin:tensor";
 
 static TENSOR_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/maas_fn_tensor.wasm"));
 
@@ -151,9 +151,19 @@ impl Host {
         &self.fingerprint
     }
 
-    /// The built-in component named `name` (`builtin:tensor`).
-    pub fn builtin(&self, name: &str) -> Option<Component> {
-        (name == BUILTIN_TENSOR).then(|| self.builtin_tensor.clone())
+    /// The built-in component `builtin`.
+    pub fn builtin(&self, builtin: Builtin) -> Component {
+        match builtin {
+            Builtin::Tensor => self.builtin_tensor.clone(),
+        }
+    }
+
+    /// The component `reference` names when it is a builtin; `None` for an uploaded one.
+    pub fn builtin_for(&self, reference: &ComponentRef) -> Option<Component> {
+        match reference {
+            ComponentRef::Builtin(builtin) => Some(self.builtin(*builtin)),
+            ComponentRef::Digest(_) => None,
+        }
     }
 
     /// Compiles a component and checks it against the function world: it must export
@@ -248,5 +258,56 @@ fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> InvokeErro
         // Errors without a trap code come from the guest too (e.g. a WASI call the empty
         // context refuses in a way that traps); report them as traps with the reason.
         None => InvokeError::Trapped(format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::inference::LoadedModel;
+
+    fn host() -> Host {
+        Host::new(&HostConfig { max_memory_mb: 128, max_instances: 4 }).unwrap()
+    }
+
+    fn get() -> Request {
+        Request { method: "GET".into(), path: "/".into(), query: String::new(), headers: vec![], body: vec![] }
+    }
+
+    #[test]
+    fn compile_refuses_what_is_not_a_function() {
+        let host = host();
+        for bad in [&b"not wasm"[..], b"\0asm\x01\0\0\0"] {
+            let InvalidComponent(why) = host.compile(bad).unwrap_err();
+            assert!(why.contains("not a valid component"), "{why}");
+        }
+    }
+
+    /// `describe` crosses the component boundary as maas's own types (`bindgen!` maps the
+    /// WIT `datatype` and `tensor-info` onto `Datatype` and `TensorSpec`): the guest reads the
+    /// model's signature as tract gave it.
+    #[test]
+    fn the_builtin_reads_the_signature_through_the_host() {
+        let host = host();
+        let pre = host.prepare(&host.builtin(Builtin::Tensor)).unwrap();
+        let model = Arc::new(LoadedModel::load(&maas_fixtures::int64_model()).unwrap());
+        let bound = BoundModel { label: "m@1".into(), digest: "sha256:x".into(), model };
+        let caps = Arc::new(Capabilities { models: HashMap::from([("model".into(), bound)]), ..Default::default() });
+        let limits = Limits { memory_bytes: 64 << 20, timeout_ms: 5000 };
+        let (response, _) = host.invoke(&pre, caps, limits, get()).unwrap();
+        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+        let metadata: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(
+            metadata["inputs"],
+            serde_json::json!([{ "name": "tokens", "datatype": "INT64", "shape": [-1, 4] }])
+        );
+        assert_eq!(metadata["outputs"][1]["datatype"], "FP32");
+
+        // Without the model, the guest gets the host's model-not-found and says so.
+        let pre = host.prepare(&host.builtin(Builtin::Tensor)).unwrap();
+        let (response, _) = host.invoke(&pre, Arc::new(Capabilities::default()), limits, get()).unwrap();
+        assert_eq!(response.status, 404);
     }
 }

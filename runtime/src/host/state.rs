@@ -15,8 +15,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{InferError, Tensor, TensorInfo, WitDatatype, WitSignature, maas};
-use crate::inference::{BatchPolicy, Datatype, InferenceError, LoadedModel, RawTensor, TensorSpec};
+use super::bindings::{InferError, WitSignature, maas};
+use super::wit::Tensor;
+use crate::inference::{BatchPolicy, InferenceError, LoadedModel, RawTensor};
 
 /// How much of a guest's stderr is kept to explain a trap (a panic message, say).
 const STDERR_CAPTURE_BYTES: usize = 4096;
@@ -120,7 +121,7 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-impl maas::function::types::Host for HostState {}
+impl super::wit::Host for HostState {}
 
 impl maas::function::config::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
@@ -132,7 +133,7 @@ impl maas::function::inference::Host for HostState {
     fn infer(&mut self, alias: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
         let bound = self.model(&alias)?.clone();
         let inputs: Vec<RawTensor> = inputs.into_iter().map(from_wit).collect();
-        let (started, cpu) = (Instant::now(), crate::metering::thread_cpu());
+        let (started, cpu) = (Instant::now(), crate::cpu::thread_cpu());
         let result = match self.caps.batching {
             Some(policy) => {
                 let own_rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(0);
@@ -144,7 +145,7 @@ impl maas::function::inference::Host for HostState {
             None => bound.model.run(inputs),
         };
         self.report.inference += started.elapsed();
-        self.report.inference_cpu += crate::metering::thread_cpu().saturating_sub(cpu);
+        self.report.inference_cpu += crate::cpu::thread_cpu().saturating_sub(cpu);
         if !self.report.models_used.contains(&alias) {
             self.report.models_used.push(alias);
         }
@@ -156,71 +157,25 @@ impl maas::function::inference::Host for HostState {
     }
 
     fn describe(&mut self, alias: String) -> Result<WitSignature, InferError> {
-        let bound = self.model(&alias)?;
-        let sig = bound.model.signature();
-        let info = |s: &TensorSpec| TensorInfo {
-            name: s.name.clone(),
-            datatype: wit_datatype(s.datatype),
-            shape: s.shape.clone(),
-        };
-        Ok(WitSignature {
-            inputs: sig.inputs.iter().map(info).collect(),
-            outputs: sig.outputs.iter().map(info).collect(),
-        })
+        let sig = self.model(&alias)?.model.signature();
+        Ok(WitSignature { inputs: sig.inputs.clone(), outputs: sig.outputs.clone() })
     }
 }
 
+/// A guest's tensor for tract: the same bytes, the shape in `usize`.
 fn from_wit(t: Tensor) -> RawTensor {
     RawTensor {
         name: t.name,
-        datatype: datatype_of(t.datatype),
+        datatype: t.datatype,
         // A dimension past usize::MAX cannot match any byte count; the size check refuses it.
         shape: t.shape.into_iter().map(|d| usize::try_from(d).unwrap_or(usize::MAX)).collect(),
         data: t.data,
     }
 }
 
+/// tract's output for the guest.
 fn to_wit(t: RawTensor) -> Tensor {
-    Tensor {
-        name: t.name,
-        datatype: wit_datatype(t.datatype),
-        shape: t.shape.into_iter().map(|d| d as u64).collect(),
-        data: t.data,
-    }
-}
-
-fn datatype_of(d: WitDatatype) -> Datatype {
-    match d {
-        WitDatatype::Bool => Datatype::Bool,
-        WitDatatype::Uint8 => Datatype::Uint8,
-        WitDatatype::Uint16 => Datatype::Uint16,
-        WitDatatype::Uint32 => Datatype::Uint32,
-        WitDatatype::Uint64 => Datatype::Uint64,
-        WitDatatype::Int8 => Datatype::Int8,
-        WitDatatype::Int16 => Datatype::Int16,
-        WitDatatype::Int32 => Datatype::Int32,
-        WitDatatype::Int64 => Datatype::Int64,
-        WitDatatype::Fp16 => Datatype::Fp16,
-        WitDatatype::Fp32 => Datatype::Fp32,
-        WitDatatype::Fp64 => Datatype::Fp64,
-    }
-}
-
-fn wit_datatype(d: Datatype) -> WitDatatype {
-    match d {
-        Datatype::Bool => WitDatatype::Bool,
-        Datatype::Uint8 => WitDatatype::Uint8,
-        Datatype::Uint16 => WitDatatype::Uint16,
-        Datatype::Uint32 => WitDatatype::Uint32,
-        Datatype::Uint64 => WitDatatype::Uint64,
-        Datatype::Int8 => WitDatatype::Int8,
-        Datatype::Int16 => WitDatatype::Int16,
-        Datatype::Int32 => WitDatatype::Int32,
-        Datatype::Int64 => WitDatatype::Int64,
-        Datatype::Fp16 => WitDatatype::Fp16,
-        Datatype::Fp32 => WitDatatype::Fp32,
-        Datatype::Fp64 => WitDatatype::Fp64,
-    }
+    Tensor { name: t.name, datatype: t.datatype, shape: t.shape.into_iter().map(|d| d as u64).collect(), data: t.data }
 }
 
 /// The guest's stderr, kept up to [`STDERR_CAPTURE_BYTES`] to explain a trap (a panic

@@ -222,20 +222,10 @@ fn run_batch(batch: Vec<Entry>, run: &Runner) -> Vec<Batched> {
     batch.into_iter().map(|e| (guarded(e.inputs, false), e.rows)).collect()
 }
 
-/// The entries' inputs stacked along the first dimension (row-major data: appended bytes).
+/// The entries' inputs stacked along the first dimension.
 fn concat(batch: &[Entry], total: usize) -> Vec<RawTensor> {
     let first = &batch[0].inputs;
-    (0..first.len())
-        .map(|i| {
-            let mut shape = first[i].shape.clone();
-            shape[0] = total;
-            let mut data = Vec::with_capacity(batch.iter().map(|e| e.inputs[i].data.len()).sum());
-            for entry in batch {
-                data.extend_from_slice(&entry.inputs[i].data);
-            }
-            RawTensor { name: first[i].name.clone(), datatype: first[i].datatype, shape, data }
-        })
-        .collect()
+    (0..first.len()).map(|i| first[i].stacked(total, batch.iter().map(|e| &e.inputs[i].data[..]))).collect()
 }
 
 /// Each entry's rows of every output, or `None` when an output's first dimension is not the
@@ -246,19 +236,10 @@ fn split(outputs: &[RawTensor], batch: &[Entry], total: usize) -> Option<Vec<Vec
     }
     let mut per_entry: Vec<Vec<RawTensor>> = vec![Vec::with_capacity(outputs.len()); batch.len()];
     for output in outputs {
-        let row_bytes = output.data.len() / total;
         let mut offset = 0;
         for (entry, mine) in batch.iter().zip(&mut per_entry) {
-            let mut shape = output.shape.clone();
-            shape[0] = entry.rows;
-            let end = offset + entry.rows * row_bytes;
-            mine.push(RawTensor {
-                name: output.name.clone(),
-                datatype: output.datatype,
-                shape,
-                data: output.data[offset..end].to_vec(),
-            });
-            offset = end;
+            mine.push(output.rows(offset..offset + entry.rows));
+            offset += entry.rows;
         }
     }
     Some(per_entry)
@@ -270,7 +251,7 @@ mod tests {
 
     use super::*;
     use crate::inference::Datatype;
-    use crate::trust::testing::{Dim, f32_tensor, linear, mlp_batch};
+    use crate::inference::testing::{Dim, f32_tensor, linear, mlp_batch};
 
     fn rows(seed: u64, n: usize) -> RawTensor {
         let data: Vec<f32> = (0..n * 100).map(|i| ((i as u64 * 7 + seed * 13) % 17) as f32 / 17.0 - 0.5).collect();

@@ -1,7 +1,8 @@
-//! OIP JSON tensors (`{"name", "shape", "datatype", "data"}`, `data` flat or nested) decoded
-//! on the host, for the requests the server itself computes on: explanations and audits.
-//! (Invocations and `/v2` inference decode their payload inside the sandbox instead.)
+//! OIP JSON tensors ([`InferInput`]: `{"name", "shape", "datatype", "data"}`, `data` flat or
+//! nested) decoded on the host, for the requests the server itself computes on: explanations
+//! and audits. (Invocations and `/v2` inference decode their payload inside the sandbox instead.)
 
+use maas_types::oip::InferInput;
 use serde_json::Value;
 
 use super::{Datatype, InferenceError, RawTensor};
@@ -10,23 +11,21 @@ fn invalid(message: String) -> InferenceError {
     InferenceError::InvalidInput(message)
 }
 
-/// Decodes one OIP input tensor.
-pub fn tensor_from_json(value: &Value) -> Result<RawTensor, InferenceError> {
-    let name = value["name"].as_str().ok_or_else(|| invalid("an input has no \"name\"".into()))?;
-    let datatype_name =
-        value["datatype"].as_str().ok_or_else(|| invalid(format!("input {name:?} has no \"datatype\"")))?;
+/// Decodes one OIP input tensor into bytes of its datatype.
+pub fn tensor_from_input(input: &InferInput) -> Result<RawTensor, InferenceError> {
+    let name = &input.name;
+    let datatype_name = &input.datatype;
     let datatype = Datatype::parse(datatype_name)
         .ok_or_else(|| invalid(format!("input {name:?}: unknown or unsupported datatype {datatype_name:?}")))?;
-    let shape: Vec<usize> = value["shape"]
-        .as_array()
-        .ok_or_else(|| invalid(format!("input {name:?} has no \"shape\"")))?
+    let shape: Vec<usize> = input
+        .shape
         .iter()
-        .map(|d| d.as_u64().map(|d| d as usize))
-        .collect::<Option<_>>()
-        .ok_or_else(|| invalid(format!("input {name:?}: shape must be whole numbers ≥ 0")))?;
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid(format!("input {name:?}: a dimension is too large")))?;
     let expected = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
     let mut flat = Vec::new();
-    flatten(&value["data"], &mut flat).map_err(|what| invalid(format!("input {name:?}: {what}")))?;
+    flatten(&input.data, &mut flat).map_err(|what| invalid(format!("input {name:?}: {what}")))?;
     if Some(flat.len()) != expected {
         return Err(invalid(format!(
             "input {name:?}: {} values in data, shape {shape:?} needs {expected:?}",
@@ -87,6 +86,10 @@ mod tests {
 
     use super::*;
 
+    fn tensor_from_json(value: &Value) -> Result<RawTensor, InferenceError> {
+        tensor_from_input(&serde_json::from_value(value.clone()).expect("an OIP input"))
+    }
+
     #[test]
     fn decodes_flat_and_nested_data() {
         let flat = tensor_from_json(&json!({"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2.5, 3, 4]}));
@@ -108,7 +111,7 @@ mod tests {
             (json!({"name": "x", "shape": [1], "datatype": "FP33", "data": [1]}), "FP33"),
             (json!({"name": "x", "shape": [1], "datatype": "UINT8", "data": [300]}), "out of range"),
             (json!({"name": "x", "shape": [1], "datatype": "INT32", "data": ["a"]}), "not a number"),
-            (json!({"shape": [1], "datatype": "FP32", "data": [1]}), "no \"name\""),
+            (json!({"name": "x", "shape": [1], "datatype": "FP32", "data": null}), "missing"),
         ] {
             let err = tensor_from_json(&v).unwrap_err().to_string();
             assert!(err.contains(words), "{err}");

@@ -21,11 +21,15 @@ mod batch;
 mod cache;
 mod datatype;
 mod json;
+mod rows;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use batch::BatchPolicy;
 pub use cache::{ModelCache, ModelKey};
-pub use datatype::Datatype;
-pub use json::tensor_from_json;
+pub use datatype::TractDatatype;
+pub use json::tensor_from_input;
+pub use maas_types::{Datatype, Signature, TensorSpec};
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -52,26 +56,6 @@ pub enum InferenceError {
     /// The model ran and failed.
     #[error("{0}")]
     Failed(String),
-}
-
-/// Name, element type and shape of one model input or output; `-1` marks a varying dimension.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TensorSpec {
-    /// The name in the model graph.
-    pub name: String,
-    /// The element type.
-    pub datatype: Datatype,
-    /// Dimensions, `-1` where the model accepts any size.
-    pub shape: Vec<i64>,
-}
-
-/// The inputs and outputs of a model.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Signature {
-    /// Model inputs in graph order.
-    pub inputs: Vec<TensorSpec>,
-    /// Model outputs in graph order.
-    pub outputs: Vec<TensorSpec>,
 }
 
 /// One dense tensor crossing the inference boundary: little-endian, row-major bytes.
@@ -178,17 +162,13 @@ impl LoadedModel {
             // A call that ran alone (the usual case at low load) runs as `run` would.
             let rows = inputs[0].shape[0];
             let padded = if merged { rows.next_power_of_two().min(policy.max_batch_size) } else { rows };
-            for input in &mut inputs {
-                input.data.resize(input.data.len() / rows * padded, 0);
-                input.shape[0] = padded;
-            }
+            inputs.iter_mut().for_each(|input| input.pad_rows(padded));
             let plan = self.plan(&inputs.iter().map(|t| t.shape.clone()).collect::<Vec<_>>())?;
-            let mut outputs = self.run_plan(&plan, inputs)?;
-            for output in outputs.iter_mut().filter(|o| padded != rows && o.shape.first() == Some(&padded)) {
-                output.data.truncate(output.data.len() / padded * rows);
-                output.shape[0] = rows;
-            }
-            Ok(outputs)
+            let outputs = self.run_plan(&plan, inputs)?;
+            Ok(outputs
+                .into_iter()
+                .map(|o| if padded != rows && o.shape.first() == Some(&padded) { o.rows(0..rows) } else { o })
+                .collect())
         })
     }
 

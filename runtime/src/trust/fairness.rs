@@ -38,166 +38,10 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use maas_types::{FairnessReport, Favorable, FavorableRule, GroupMetrics};
 
 use super::{Limits, TrustError, checked_elements, element_f64};
 use crate::inference::{LoadedModel, RawTensor};
-
-/// When a row's decision is favorable.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum FavorableRule {
-    /// The row's argmax (over the output's elements of that row) is this class.
-    Class(usize),
-    /// The row's score is at least this: the single element of the row, or element 1 of a
-    /// two-class row.
-    Threshold(f64),
-}
-
-/// The contract's `favorable`: `{"output"?, "class": k}` or `{"output"?, "threshold": x}`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(try_from = "FavorableRepr")]
-pub struct Favorable {
-    /// Name of the output decisions are read from; default: the model's first output.
-    pub output: Option<String>,
-    /// The rule applied to each row of that output.
-    pub rule: FavorableRule,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FavorableRepr {
-    #[serde(default)]
-    output: Option<String>,
-    #[serde(default)]
-    class: Option<usize>,
-    #[serde(default)]
-    threshold: Option<f64>,
-}
-
-impl TryFrom<FavorableRepr> for Favorable {
-    type Error = String;
-
-    fn try_from(repr: FavorableRepr) -> Result<Self, String> {
-        let rule = match (repr.class, repr.threshold) {
-            (Some(k), None) => FavorableRule::Class(k),
-            (None, Some(x)) if x.is_finite() => FavorableRule::Threshold(x),
-            (None, Some(_)) => return Err("favorable.threshold must be a finite number".into()),
-            _ => return Err("favorable needs exactly one of \"class\" and \"threshold\"".into()),
-        };
-        Ok(Favorable { output: repr.output, rule })
-    }
-}
-
-/// The contract's audit request without `inputs`; deserializable, so a handler can
-/// `#[serde(flatten)]` it next to its `inputs`. Group values may be strings, numbers or
-/// booleans (numbers and booleans become their JSON text); labels 0/1 or booleans.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct AuditParams {
-    /// One protected-attribute value per row.
-    #[serde(deserialize_with = "group_values")]
-    pub groups: Vec<String>,
-    /// One true label per row (`true`: deserved the favorable outcome), if known.
-    #[serde(default, deserialize_with = "label_values")]
-    pub labels: Option<Vec<bool>>,
-    /// How a row's output becomes a decision.
-    pub favorable: Favorable,
-    /// The group others are compared with; default: the highest selection rate.
-    #[serde(default, deserialize_with = "reference_value")]
-    pub reference_group: Option<String>,
-}
-
-impl AuditParams {
-    /// [`audit`] of `decisions` with these groups, labels and reference.
-    pub fn audit(&self, decisions: &[bool]) -> Result<FairnessReport, TrustError> {
-        audit(decisions, &self.groups, self.labels.as_deref(), self.reference_group.as_deref())
-    }
-}
-
-fn group_text(value: serde_json::Value) -> Result<String, String> {
-    match value {
-        serde_json::Value::String(s) => Ok(s),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
-        serde_json::Value::Bool(b) => Ok(b.to_string()),
-        other => Err(format!("group values must be strings, numbers or booleans, not {other}")),
-    }
-}
-
-fn group_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Vec::<serde_json::Value>::deserialize(d)?
-        .into_iter()
-        .map(group_text)
-        .collect::<Result<_, _>>()
-        .map_err(serde::de::Error::custom)
-}
-
-fn reference_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    match Option::<serde_json::Value>::deserialize(d)? {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(value) => group_text(value).map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
-fn label_values<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<bool>>, D::Error> {
-    let Some(values) = Option::<Vec<serde_json::Value>>::deserialize(d)? else { return Ok(None) };
-    values
-        .into_iter()
-        .map(|v| match v {
-            serde_json::Value::Bool(b) => Ok(b),
-            serde_json::Value::Number(n) if n.as_f64() == Some(0.0) => Ok(false),
-            serde_json::Value::Number(n) if n.as_f64() == Some(1.0) => Ok(true),
-            other => Err(format!("labels must be 0 or 1, not {other}")),
-        })
-        .collect::<Result<_, _>>()
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-/// Deserializes a present field (even `null`) as `Some`, so that `Option<Option<f64>>` tells
-/// "left out" (`None`) from "undefined" (`Some(None)`, JSON `null`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
-    Option::<f64>::deserialize(d).map(Some)
-}
-
-/// Figures of one group.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GroupMetrics {
-    /// Rows in the group.
-    pub count: u64,
-    /// Share of the group's rows with a favorable decision.
-    pub selection_rate: f64,
-    /// True positive rate; `None` without labels (left out of the JSON), `Some(None)` when the
-    /// group has no positive label (`null`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
-    pub tpr: Option<Option<f64>>,
-    /// False positive rate; `None` without labels, `Some(None)` when the group has no negative
-    /// label.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
-    pub fpr: Option<Option<f64>>,
-}
-
-/// The result of [`audit`]; serializes to the contract's answer without `audited_at`, which
-/// the caller adds (`serde_json::to_value` and insert), and deserializes back from it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FairnessReport {
-    /// Figures per group value, in byte order of the values.
-    pub groups: BTreeMap<String, GroupMetrics>,
-    /// `SR_g − SR_ref` for the worst group.
-    pub statistical_parity_difference: f64,
-    /// `SR_g / SR_ref` for the worst group; `None` (`null`) when unbounded (reference never
-    /// selected, another group selected).
-    pub disparate_impact_ratio: Option<f64>,
-    /// `TPR_g − TPR_ref` for the worst group; `None` without labels, `Some(None)` when no
-    /// group has a defined value.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
-    pub equal_opportunity_difference: Option<Option<f64>>,
-    /// `½[(FPR_g − FPR_ref) + (TPR_g − TPR_ref)]` for the worst group; as above.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
-    pub average_odds_difference: Option<Option<f64>>,
-    /// Whether every group's selection rate is at least ⅘ of the highest one.
-    pub passes_four_fifths_rule: bool,
-    /// The group the others were compared with.
-    pub reference_group: String,
-}
 
 /// Counts of one group.
 #[derive(Clone, Copy, Debug, Default)]
@@ -359,6 +203,9 @@ pub fn audit(
         average_odds_difference: aod,
         passes_four_fifths_rule: passes,
         reference_group: reference.to_string(),
+        audited_at: None,
+        model: None,
+        rows: None,
     })
 }
 

@@ -12,10 +12,10 @@
 //! longer side stays within [`HeatmapOptions::max_side`] (1024); larger images keep their size.
 //! The PNG is 8-bit RGB.
 
+use maas_types::{Attribution, ImageLayout};
 use serde::{Deserialize, Serialize};
 
-use super::explain::Attribution;
-use super::{ImageLayout, TrustError, tensor_f32};
+use super::{LayoutIndex, TrustError, tensor_f32};
 use crate::inference::RawTensor;
 
 /// Largest heatmap, in pixels, before scaling (4096 × 4096).
@@ -76,14 +76,14 @@ pub fn render_png(
     image: Option<&RawTensor>,
     options: &HeatmapOptions,
 ) -> Result<Vec<u8>, TrustError> {
-    let shape = &attribution.shape;
+    let shape: &[usize] = &attribution.shape.iter().map(|&d| d as usize).collect::<Vec<_>>();
     let not_image = || {
         TrustError::invalid(format!(
             "a heatmap needs an image-shaped input ([1,C,H,W] or [1,H,W,C]); input {:?} has shape {shape:?}",
             attribution.name
         ))
     };
-    let layout = options.layout.or(attribution.layout).or_else(|| ImageLayout::detect(shape)).ok_or_else(not_image)?;
+    let layout = options.layout.or_else(|| ImageLayout::detect(shape)).ok_or_else(not_image)?;
     let dims @ (c, h, w) = layout.dims(shape).ok_or_else(not_image)?;
     let pixels = h.checked_mul(w).filter(|&p| p > 0 && p <= MAX_PIXELS).ok_or_else(|| {
         TrustError::invalid(format!("a heatmap of {h}×{w} pixels is empty or larger than {MAX_PIXELS} pixels"))
@@ -111,7 +111,7 @@ pub fn render_png(
     // The background: white, or the image in grayscale.
     let background: Vec<f32> = match image.filter(|_| options.overlay) {
         Some(image) => {
-            if &image.shape != shape {
+            if image.shape != shape {
                 return Err(TrustError::invalid(format!(
                     "the image has shape {:?}, its attributions {shape:?}",
                     image.shape
@@ -174,10 +174,15 @@ pub fn render_png(
 mod tests {
     use super::*;
     use crate::inference::Datatype;
-    use crate::trust::testing::f32_tensor;
+    use crate::inference::testing::f32_tensor;
 
     fn attribution(shape: &[usize], data: Vec<f32>) -> Attribution {
-        Attribution { name: "image".into(), shape: shape.to_vec(), datatype: Datatype::Fp32, data, layout: None }
+        Attribution {
+            name: "image".into(),
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            datatype: Datatype::Fp32,
+            data,
+        }
     }
 
     /// Decodes a PNG: (width, height, RGB bytes).

@@ -2,13 +2,13 @@
 //! [`LoadedModel`](crate::inference::LoadedModel) and tensors.
 //!
 //! Nothing here speaks HTTP or touches the registry: the handlers of
-//! `POST .../explain` and `POST .../audit` parse the request, load the model, call these
-//! functions on the blocking pool (every call here runs the model, possibly thousands of
-//! rows, and blocks), meter what they report and turn [`TrustError`] into the contract's
-//! JSON error.
+//! `POST .../explain` and `POST .../audit` parse the request (the wire types of `maas-types`:
+//! `ExplainParams`, `FairnessRequest`), load the model, call these functions on the bounded pool
+//! (every call here runs the model, possibly thousands of rows, and blocks), meter what they
+//! report, and the API turns [`TrustError`] into the contract's JSON error.
 //!
 //! - [`explain`](mod@explain): attributions of one input for one output score, by occlusion or Kernel
-//!   SHAP ([`explain::explain`]);
+//!   SHAP ([`explain::explain`]), split into features, evaluation and SHAP;
 //! - [`fairness`]: group fairness figures of a batch of decisions in the Fairlearn/AIF360
 //!   vocabulary ([`fairness::audit`]), and the favorable decision of each row from a model's
 //!   outputs ([`fairness::favorable_decisions`]);
@@ -28,13 +28,13 @@ pub mod heatmap;
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use maas_types::ImageLayout;
 use tract_onnx::prelude::f16;
 
 use crate::inference::{Datatype, InferenceError, RawTensor, Signature};
 
-pub use explain::{Attribution, Baseline, ExplainParams, Explanation, Method, explain};
-pub use fairness::{AuditParams, Decisions, FairnessReport, Favorable, FavorableRule, GroupMetrics, audit};
+pub use explain::{Explained, explain};
+pub use fairness::{Decisions, audit, favorable_decisions};
 pub use heatmap::{HeatmapMode, HeatmapOptions, render_png};
 
 /// The index of output `name` in `signature` (the first output when `None`), or a 400 that
@@ -136,44 +136,14 @@ impl Limits {
     }
 }
 
-/// Where the channels are in an image-shaped tensor of rank 4 with batch 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageLayout {
-    /// `[1, C, H, W]`, ONNX's convention.
-    Nchw,
-    /// `[1, H, W, C]`, TensorFlow's convention.
-    Nhwc,
+/// Where element `(channel, y, x)` is in an image of a layout.
+pub(crate) trait LayoutIndex {
+    /// Row-major index of channel `ch` of pixel `(y, x)` in an image of `c × h × w`.
+    fn index(self, dims: (usize, usize, usize), ch: usize, y: usize, x: usize) -> usize;
 }
 
-impl ImageLayout {
-    /// The layout of an image-shaped tensor, or `None` when the shape is not `[1, a, b, c]`
-    /// with non-zero dimensions.
-    ///
-    /// `[1, C, H, W]` and `[1, H, W, C]` cannot be told apart in general; the guess is NHWC
-    /// when the last dimension looks like a channel count (1, 3 or 4) and the second does
-    /// not, NCHW (ONNX's convention) otherwise. Callers that know better pass a layout.
-    pub fn detect(shape: &[usize]) -> Option<ImageLayout> {
-        let &[1, a, b, c] = shape else { return None };
-        if a == 0 || b == 0 || c == 0 {
-            return None;
-        }
-        let channels = |d: usize| matches!(d, 1 | 3 | 4);
-        Some(if channels(c) && !channels(a) { ImageLayout::Nhwc } else { ImageLayout::Nchw })
-    }
-
-    /// `(channels, height, width)` of `shape` read in this layout; `None` when the shape is
-    /// not `[1, _, _, _]`.
-    pub fn dims(self, shape: &[usize]) -> Option<(usize, usize, usize)> {
-        let &[1, a, b, c] = shape else { return None };
-        Some(match self {
-            ImageLayout::Nchw => (a, b, c),
-            ImageLayout::Nhwc => (c, a, b),
-        })
-    }
-
-    /// Row-major index of channel `ch` of pixel `(y, x)` in an image of `c × h × w`.
-    pub(crate) fn index(self, (c, h, w): (usize, usize, usize), ch: usize, y: usize, x: usize) -> usize {
+impl LayoutIndex for ImageLayout {
+    fn index(self, (c, h, w): (usize, usize, usize), ch: usize, y: usize, x: usize) -> usize {
         match self {
             ImageLayout::Nchw => (ch * h + y) * w + x,
             ImageLayout::Nhwc => (y * w + x) * c + ch,
@@ -254,9 +224,6 @@ pub(crate) fn push_element(datatype: Datatype, value: f32, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-pub(crate) mod testing;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -299,15 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn image_layouts_are_detected() {
-        assert_eq!(ImageLayout::detect(&[1, 3, 32, 32]), Some(ImageLayout::Nchw));
-        assert_eq!(ImageLayout::detect(&[1, 32, 32, 3]), Some(ImageLayout::Nhwc));
-        assert_eq!(ImageLayout::detect(&[1, 1, 28, 28]), Some(ImageLayout::Nchw));
-        assert_eq!(ImageLayout::detect(&[1, 28, 28, 1]), Some(ImageLayout::Nhwc));
-        assert_eq!(ImageLayout::detect(&[1, 8, 5, 5]), Some(ImageLayout::Nchw));
-        assert_eq!(ImageLayout::detect(&[2, 3, 32, 32]), None);
-        assert_eq!(ImageLayout::detect(&[1, 100]), None);
-        assert_eq!(ImageLayout::Nhwc.dims(&[1, 4, 5, 3]), Some((3, 4, 5)));
+    fn image_layouts_index_their_elements() {
         let dims = (3, 4, 5);
         assert_eq!(ImageLayout::Nchw.index(dims, 2, 3, 4), 59);
         assert_eq!(ImageLayout::Nhwc.index(dims, 2, 3, 4), 59);

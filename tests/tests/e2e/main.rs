@@ -5,6 +5,7 @@ mod isolation;
 mod oip;
 mod platform;
 mod scale;
+mod sdk;
 mod security;
 mod trust;
 

@@ -1,16 +1,19 @@
+use maas_types::Baseline;
+
 use super::*;
+use crate::inference::testing::{self, Dim, f32_tensor, seeded};
+use crate::trust::LayoutIndex;
 use crate::trust::heatmap::HeatmapOptions;
-use crate::trust::testing::{self, Dim, f32_tensor, seeded};
 
 fn params(method: Method) -> ExplainParams {
     ExplainParams { method, ..ExplainParams::default() }
 }
 
-fn run(model: &LoadedModel, inputs: &[RawTensor], params: &ExplainParams) -> Explanation {
+fn run(model: &LoadedModel, inputs: &[RawTensor], params: &ExplainParams) -> Explained {
     explain(model, inputs, params, &Limits::default()).expect("explanation")
 }
 
-fn invalid(result: Result<Explanation, TrustError>, needle: &str) {
+fn invalid(result: Result<Explained, TrustError>, needle: &str) {
     match result {
         Err(TrustError::InvalidRequest(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
         other => panic!("expected invalid_request with {needle:?}, got {other:?}"),
@@ -32,14 +35,14 @@ fn occlusion_of_a_linear_model_with_zero_baseline_is_w_times_x() {
         let model = testing::linear(&w, 0.75, batch);
         let e = run(&model, &[f32_tensor("x", &[1, 5], &x)], &params(Method::Occlusion));
         let want: Vec<f64> = w.iter().zip(&x).map(|(w, x)| f64::from(w * x)).collect();
-        assert_close(&e.attributions[0].data, &want, 1e-6, "w·x");
-        assert_eq!((e.output.as_str(), e.target, e.features), ("y", 0, 5));
-        assert_eq!(e.prediction, -6.0 + 0.75);
-        assert_eq!(e.baseline_prediction, 0.75);
-        assert_eq!(e.attributions[0].shape, vec![1, 5]);
+        assert_close(&e.explanation.attributions[0].data, &want, 1e-6, "w·x");
+        assert_eq!((e.explanation.output.as_str(), e.explanation.target, e.features), ("y", 0, 5));
+        assert_eq!(e.explanation.prediction, -6.0 + 0.75);
+        assert_eq!(e.explanation.baseline_prediction, 0.75);
+        assert_eq!(e.explanation.attributions[0].shape, vec![1, 5]);
         assert_eq!(e.rows_evaluated, 1 + 6, "the input, the baseline and 5 occlusions");
         match batch {
-            Dim::N => assert_eq!(e.model_runs, 2, "one run for the input, one batch"),
+            Dim::Sym(_) => assert_eq!(e.model_runs, 2, "one run for the input, one batch"),
             Dim::Fixed(_) => assert_eq!(e.model_runs, 7, "one run per row"),
         }
     }
@@ -49,7 +52,7 @@ fn occlusion_of_a_linear_model_with_zero_baseline_is_w_times_x() {
     let model = testing::linear(&w, -0.5, Dim::N);
     let e = run(&model, &[f32_tensor("x", &[1, n], &x)], &params(Method::Occlusion));
     let want: Vec<f64> = w.iter().zip(&x).map(|(w, x)| f64::from(*w) * f64::from(*x)).collect();
-    assert_close(&e.attributions[0].data, &want, 1e-5, "w·x, n = 300");
+    assert_close(&e.explanation.attributions[0].data, &want, 1e-5, "w·x, n = 300");
     assert_eq!(e.model_runs, 1 + 2, "301 rows in two equal batches");
     assert_eq!(e.rows_evaluated, 1 + 302, "the second batch is padded by one row");
 }
@@ -63,7 +66,7 @@ fn kernel_shap_of_a_linear_model_is_w_times_x_minus_baseline() {
         let p = ExplainParams { baseline: Baseline::Values(b.clone()), seed: Some(seed), ..params(Method::KernelShap) };
         let e = run(&model, &[f32_tensor("x", &[1, n], &x)], &p);
         let want: Vec<f64> = (0..n).map(|i| f64::from(w[i]) * (f64::from(x[i]) - f64::from(b[i]))).collect();
-        assert_close(&e.attributions[0].data, &want, 1e-3, &format!("kernel_shap n = {n}"));
+        assert_close(&e.explanation.attributions[0].data, &want, 1e-3, &format!("kernel_shap n = {n}"));
         let expected_rows = if n == 20 { 2 * 20 + 2048 } else { (1 << 6) - 2 };
         assert!(e.rows_evaluated >= expected_rows as u64 + 2, "{} rows", e.rows_evaluated);
     }
@@ -74,7 +77,7 @@ fn kernel_shap_of_a_linear_model_is_w_times_x_minus_baseline() {
     let p = ExplainParams { baseline: Baseline::Mean, ..params(Method::KernelShap) };
     let e = run(&model, &[f32_tensor("x", &[1, 4], &x)], &p);
     let want: Vec<f64> = w.iter().zip(&x).map(|(w, x)| f64::from(w * (x - 1.0))).collect();
-    assert_close(&e.attributions[0].data, &want, 1e-4, "mean baseline");
+    assert_close(&e.explanation.attributions[0].data, &want, 1e-4, "mean baseline");
 }
 
 #[test]
@@ -85,25 +88,25 @@ fn kernel_shap_of_an_mlp_sums_to_prediction_minus_baseline() {
     let outputs = model.run(inputs.to_vec()).unwrap();
     let probabilities = crate::trust::tensor_f32(&outputs[0]).unwrap();
     let argmax = (0..10).max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b])).unwrap();
-    assert_eq!((e.output.as_str(), e.target), ("output", argmax));
-    assert_eq!(e.prediction, probabilities[argmax]);
-    let sum: f64 = e.attributions[0].data.iter().map(|&a| f64::from(a)).sum();
-    let gap = f64::from(e.prediction) - f64::from(e.baseline_prediction);
+    assert_eq!((e.explanation.output.as_str(), e.explanation.target), ("output", argmax));
+    assert_eq!(e.explanation.prediction, probabilities[argmax]);
+    let sum: f64 = e.explanation.attributions[0].data.iter().map(|&a| f64::from(a)).sum();
+    let gap = f64::from(e.explanation.prediction) - f64::from(e.explanation.baseline_prediction);
     assert!((sum - gap).abs() < 1e-4, "sum {sum} vs prediction − baseline {gap}");
-    assert!(e.attributions[0].data.iter().any(|&a| a.abs() > 1e-4), "all attributions near 0");
+    assert!(e.explanation.attributions[0].data.iter().any(|&a| a.abs() > 1e-4), "all attributions near 0");
     assert!(e.rows_evaluated <= 1 + 2248 + 1 + 256, "{}", e.rows_evaluated);
 
     // Reproducible with the same seed, different with another.
     let again = run(&model, &inputs, &ExplainParams { seed: Some(1), ..params(Method::KernelShap) });
     assert_eq!(again, e);
     let other = run(&model, &inputs, &ExplainParams { seed: Some(2), ..params(Method::KernelShap) });
-    assert_ne!(other.attributions, e.attributions);
+    assert_ne!(other.explanation.attributions, e.explanation.attributions);
 
     // Another target and occlusion run too.
     let p = ExplainParams { target: Some(3), output: Some("output".into()), ..params(Method::Occlusion) };
     let e = run(&model, &inputs, &p);
-    assert_eq!(e.target, 3);
-    assert_eq!(e.prediction, probabilities[3]);
+    assert_eq!(e.explanation.target, 3);
+    assert_eq!(e.explanation.prediction, probabilities[3]);
 }
 
 #[test]
@@ -118,7 +121,7 @@ fn kernel_shap_with_every_coalition_is_the_exact_shapley_value() {
     let e = run(&model, &[f32_tensor("input", &[1, m], &x)], &p);
     let exact = exact_shapley(&model, &x, &baseline, 2);
     assert!(exact.iter().any(|v| v.abs() > 1e-3), "a model that ignores its input: {exact:?}");
-    assert_close(&e.attributions[0].data, &exact, 1e-5, "exact Shapley values");
+    assert_close(&e.explanation.attributions[0].data, &exact, 1e-5, "exact Shapley values");
 }
 
 /// Exact Shapley values of `output[target]` of `model` by enumeration.
@@ -156,7 +159,7 @@ fn sampled_kernel_shap_approaches_the_shapley_value() {
     for (samples, tolerance) in [(200usize, 0.25 * scale), (600, 0.1 * scale), (1022, 1e-5)] {
         let p = ExplainParams { samples: Some(samples), target: Some(0), ..params(Method::KernelShap) };
         let e = run(&model, &[f32_tensor("input", &[1, m], &x)], &p);
-        assert_close(&e.attributions[0].data, &exact, tolerance, &format!("{samples} samples"));
+        assert_close(&e.explanation.attributions[0].data, &exact, tolerance, &format!("{samples} samples"));
     }
 }
 
@@ -179,8 +182,8 @@ fn patch_occlusion_of_an_image_spreads_each_patch_over_its_elements() {
             let p = ExplainParams { patch: Some(2), target: Some(1), ..params(method) };
             let e = run(&model, &inputs, &p);
             assert_eq!(e.features, 3 * 2, "ceil(5/2) × ceil(4/2) patches");
-            assert_eq!(e.attributions[0].layout, Some(layout));
-            let data = &e.attributions[0].data;
+            assert_eq!(e.layout, Some(layout));
+            let data = &e.explanation.attributions[0].data;
             for (py, px) in (0..3).flat_map(|py| (0..2).map(move |px| (py, px))) {
                 let elements: Vec<usize> = (0..c)
                     .flat_map(|ch| {
@@ -222,13 +225,13 @@ fn integer_inputs_are_perturbed_in_their_own_datatype() {
     let p = ExplainParams { baseline: Baseline::Mean, ..params(Method::Occlusion) };
     let e = run(&model, std::slice::from_ref(&input), &p);
     let want: Vec<f64> = w.iter().zip(&x).map(|(w, &x)| f64::from(*w) * (x as f64 - 3.0)).collect();
-    assert_close(&e.attributions[0].data, &want, 1e-6, "int64 occlusion");
-    assert_eq!(e.attributions[0].datatype, Datatype::Fp32);
+    assert_close(&e.explanation.attributions[0].data, &want, 1e-6, "int64 occlusion");
+    assert_eq!(e.explanation.attributions[0].datatype, Datatype::Fp32);
     let p = ExplainParams { baseline: Baseline::Values(vec![0.4, 0.6, -1.2]), ..params(Method::KernelShap) };
     let e = run(&model, &[input], &p);
     let want: Vec<f64> =
         w.iter().zip(&x).zip([0.0, 1.0, -1.0]).map(|((w, &x), b)| f64::from(*w) * (x as f64 - b)).collect();
-    assert_close(&e.attributions[0].data, &want, 1e-4, "baseline values rounded to integers");
+    assert_close(&e.explanation.attributions[0].data, &want, 1e-4, "baseline values rounded to integers");
 }
 
 #[test]
@@ -237,12 +240,12 @@ fn one_input_is_explained_the_others_stay_fixed() {
     let model = testing::two_inputs(&wa, &wc);
     let inputs = [f32_tensor("c", &[1, 2], &[2.0, 4.0]), f32_tensor("a", &[1, 2], &[1.0, 1.0])];
     let e = run(&model, &inputs, &params(Method::Occlusion));
-    assert_eq!(e.attributions[0].name, "a", "the model's first input by default");
-    assert_close(&e.attributions[0].data, &[1.0, 2.0], 1e-6, "a");
-    assert_eq!(e.baseline_prediction, -6.0 + 2.0);
+    assert_eq!(e.explanation.attributions[0].name, "a", "the model's first input by default");
+    assert_close(&e.explanation.attributions[0].data, &[1.0, 2.0], 1e-6, "a");
+    assert_eq!(e.explanation.baseline_prediction, -6.0 + 2.0);
     let e = run(&model, &inputs, &ExplainParams { input: Some("c".into()), ..params(Method::KernelShap) });
-    assert_eq!(e.attributions[0].name, "c");
-    assert_close(&e.attributions[0].data, &[-6.0, 2.0], 1e-4, "c");
+    assert_eq!(e.explanation.attributions[0].name, "c");
+    assert_close(&e.explanation.attributions[0].data, &[-6.0, 2.0], 1e-4, "c");
     invalid(
         explain(
             &model,
@@ -274,7 +277,7 @@ fn caps_are_enforced_before_running() {
     let small = Limits { max_batch_rows: 3, ..Limits::default() };
     let e = explain(&model, &inputs, &params(Method::Occlusion), &small).unwrap();
     assert_eq!(e.model_runs, 1 + 4, "11 rows in 4 batches of 3");
-    assert_eq!(e.attributions, run(&model, &inputs, &params(Method::Occlusion)).attributions);
+    assert_eq!(e.explanation.attributions, run(&model, &inputs, &params(Method::Occlusion)).explanation.attributions);
 }
 
 #[test]
@@ -329,15 +332,10 @@ fn params_and_answer_speak_the_contract() {
         assert!(serde_json::from_value::<ExplainParams>(bad.clone()).is_err(), "{bad}");
     }
 
-    // Next to `inputs` in a handler's request type.
-    #[derive(Deserialize)]
-    struct Request {
-        inputs: Vec<serde_json::Value>,
-        #[serde(flatten)]
-        params: ExplainParams,
-    }
-    let request: Request = serde_json::from_value(serde_json::json!({
-        "inputs": [{"name": "x"}], "method": "occlusion", "baseline": [0.5], "samples": 3, "output": "y"
+    // Next to `inputs` in the request.
+    let request: maas_types::ExplainRequest = serde_json::from_value(serde_json::json!({
+        "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}], "method": "occlusion",
+        "baseline": [0.5], "samples": 3, "output": "y"
     }))
     .unwrap();
     assert_eq!(request.inputs.len(), 1);
@@ -346,7 +344,7 @@ fn params_and_answer_speak_the_contract() {
 
     let model = testing::linear(&[1.0, 2.0], 0.5, Dim::N);
     let e = run(&model, &[f32_tensor("x", &[1, 2], &[1.0, 1.0])], &params(Method::KernelShap));
-    let json = serde_json::to_value(&e).unwrap();
+    let json = serde_json::to_value(&e.explanation).unwrap();
     assert_eq!(
         json,
         serde_json::json!({
@@ -354,52 +352,4 @@ fn params_and_answer_speak_the_contract() {
             "attributions": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]
         })
     );
-}
-
-#[test]
-fn coalitions_enumerate_when_the_budget_allows() {
-    let mut rng = StdRng::seed_from_u64(0);
-    for m in [2usize, 3, 5, 8] {
-        let all = (1 << m) - 2;
-        let c = Coalitions::sample(m, all, &mut rng);
-        assert_eq!(c.len(), all, "m = {m}");
-        let mut seen: Vec<&[u64]> = c.masks.chunks(c.words).collect();
-        seen.sort();
-        seen.dedup();
-        assert_eq!(seen.len(), all, "m = {m}: duplicates");
-        // Exact Shapley kernel: weight ∝ (m − 1) / (C(m, s) s (m − s)).
-        let kernel = |s: usize| (m - 1) as f64 / (binomial(m, s) * (s * (m - s)) as f64);
-        let size = |k: usize| (0..m).filter(|&f| c.present(k, f)).count();
-        let ratio = c.weights[0] / kernel(size(0));
-        for k in 0..c.len() {
-            assert!((c.weights[k] / kernel(size(k)) - ratio).abs() < 1e-12, "m = {m}, coalition {k}");
-        }
-    }
-    // Sampled: within budget, no empty or full coalition, positive weights.
-    let c = Coalitions::sample(100, 500, &mut rng);
-    assert!(c.len() <= 500 && c.len() > 400, "{}", c.len());
-    for k in 0..c.len() {
-        let size = (0..100).filter(|&f| c.present(k, f)).count();
-        assert!(size > 0 && size < 100);
-        assert!(c.weights[k] > 0.0);
-    }
-    assert!(!c.present(0, 100) && c.words == 2);
-}
-
-#[test]
-fn helpers_work() {
-    let mut combination = vec![0, 1];
-    let mut count = 1;
-    while next_combination(&mut combination, 4) {
-        count += 1;
-    }
-    assert_eq!(count, 6);
-    assert_eq!(binomial(10, 3), 120.0);
-    let mut mask = vec![0b101u64, 0];
-    complement(&mut mask, 66);
-    assert_eq!(mask, vec![!0b101u64, 0b11]);
-    // [[4, 2], [2, 3]] x = [2, 1] → x = [0.5, 0].
-    let x = cholesky_solve(&[4.0, 2.0, 2.0, 3.0], &[2.0, 1.0], 2, 0.0).unwrap();
-    assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12, "{x:?}");
-    assert!(cholesky_solve(&[-1.0], &[1.0], 1, 0.0).is_none());
 }

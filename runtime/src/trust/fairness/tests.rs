@@ -1,5 +1,5 @@
 use super::*;
-use crate::trust::testing::{self, Dim, f32_tensor};
+use crate::inference::testing::{self, Dim, f32_tensor};
 
 fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|s| s.to_string()).collect()
@@ -183,9 +183,11 @@ fn edge_cases_are_defined() {
 }
 
 #[test]
-fn params_deserialize_from_the_request() {
-    let p: AuditParams = serde_json::from_value(serde_json::json!({
-        "groups": ["f", 1, true, 2.5], "labels": [0, 1, true, false],
+fn requests_deserialize_and_audit() {
+    use maas_types::FairnessRequest;
+    let request = |value: serde_json::Value| serde_json::from_value::<FairnessRequest>(value);
+    let p = request(serde_json::json!({
+        "inputs": [], "groups": ["f", 1, true, 2.5], "labels": [0, 1, true, false],
         "favorable": {"output": "y", "threshold": 0.5}, "reference_group": 1
     }))
     .unwrap();
@@ -193,35 +195,21 @@ fn params_deserialize_from_the_request() {
     assert_eq!(p.labels, Some(vec![false, true, true, false]));
     assert_eq!(p.favorable, Favorable { output: Some("y".into()), rule: FavorableRule::Threshold(0.5) });
     assert_eq!(p.reference_group.as_deref(), Some("1"));
-    let report = p.audit(&[true, false, true, true]).unwrap();
+    let report =
+        audit(&[true, false, true, true], &p.groups, p.labels.as_deref(), p.reference_group.as_deref()).unwrap();
     assert_eq!(report.reference_group, "1");
-    // Next to `inputs` in a handler's request type.
-    #[derive(Deserialize)]
-    struct Request {
-        inputs: Vec<serde_json::Value>,
-        #[serde(flatten)]
-        params: AuditParams,
-    }
-    let request: Request = serde_json::from_value(serde_json::json!({
-        "inputs": [], "groups": ["x", 3], "labels": [1, 0], "favorable": {"class": 1}
-    }))
-    .unwrap();
-    assert!(request.inputs.is_empty());
-    assert_eq!(request.params.groups, strings(&["x", "3"]));
-    assert_eq!(request.params.labels, Some(vec![true, false]));
-    let p: AuditParams =
-        serde_json::from_value(serde_json::json!({"groups": ["a"], "favorable": {"class": 2}})).unwrap();
+    let p = request(serde_json::json!({"inputs": [], "groups": ["a"], "favorable": {"class": 2}})).unwrap();
     assert_eq!((p.labels, p.reference_group, p.favorable.rule), (None, None, FavorableRule::Class(2)));
     for bad in [
-        serde_json::json!({"groups": ["a"], "favorable": {"class": 1, "threshold": 0.5}}),
-        serde_json::json!({"groups": ["a"], "favorable": {}}),
-        serde_json::json!({"groups": ["a"], "favorable": {"class": -1}}),
-        serde_json::json!({"groups": ["a"], "favorable": {"clas": 1}}),
-        serde_json::json!({"groups": ["a"], "labels": [2], "favorable": {"class": 1}}),
-        serde_json::json!({"groups": [null], "favorable": {"class": 1}}),
-        serde_json::json!({"favorable": {"class": 1}}),
+        serde_json::json!({"inputs": [], "groups": ["a"], "favorable": {"class": 1, "threshold": 0.5}}),
+        serde_json::json!({"inputs": [], "groups": ["a"], "favorable": {}}),
+        serde_json::json!({"inputs": [], "groups": ["a"], "favorable": {"class": -1}}),
+        serde_json::json!({"inputs": [], "groups": ["a"], "favorable": {"clas": 1}}),
+        serde_json::json!({"inputs": [], "groups": ["a"], "labels": [2], "favorable": {"class": 1}}),
+        serde_json::json!({"inputs": [], "groups": [null], "favorable": {"class": 1}}),
+        serde_json::json!({"inputs": [], "favorable": {"class": 1}}),
     ] {
-        assert!(serde_json::from_value::<AuditParams>(bad.clone()).is_err(), "{bad}");
+        assert!(request(bad.clone()).is_err(), "{bad}");
     }
 }
 

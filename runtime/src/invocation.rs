@@ -1,0 +1,234 @@
+//! One invocation of a function, from admission to the guest's answer, in domain terms; the
+//! API reads the request and renders the answer around it.
+//!
+//! 1. [`Platform::admit`]: the tenant's daily energy budget, its rate and concurrency
+//!    ([`crate::admission`]), the function's own concurrency ([`crate::scale`]). Refusals come
+//!    before any work, before the body is read.
+//! 2. [`Admitted::invoke`]: the request (the API's future reads the body), the warm state (a
+//!    cold start if needed), a fresh instance on the bounded pool, and metering of what it cost,
+//!    whatever the outcome.
+//!
+//! Explanations and audits, which run models in the host rather than in a function, are
+//! admitted and metered the same way through [`Platform::admit_work`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use maas_registry::{FunctionRecord, ModelVersion};
+use maas_types::names::validate_function_name;
+use maas_types::{ComponentRef, Limits, Manifest, ModelRef, Quota, Scale, Tenant};
+
+use crate::admission::TenantPermit;
+use crate::cpu::thread_cpu;
+use crate::error::Result;
+use crate::host::{self, InvocationReport};
+use crate::metering::Sample;
+use crate::metrics::add;
+use crate::platform::Platform;
+use crate::scale::{Running, Slot};
+
+/// Memory cap of the implicit inference functions (further capped by the tenant's
+/// `max_memory_mb`): room for a request at the default `max_request_bytes`, its tensors and
+/// the outputs.
+const OIP_MEMORY_MB: u32 = 256;
+
+/// An invocation let in: it holds the tenant's and the function's concurrency permits until
+/// it is done.
+pub struct Admitted {
+    platform: Arc<Platform>,
+    slot: Arc<Slot>,
+    started: Instant,
+    running: Running,
+    _tenant: TenantPermit,
+}
+
+/// What an invocation produced, for the API to render.
+pub struct Invoked {
+    /// The function's answer, or why there is none.
+    pub result: Result<Answer>,
+    /// The parts of the cold start, when this request woke the function.
+    pub cold_start: Option<ColdStart>,
+    /// The energy the invocation took, joules (its CPU time, the cold start's included).
+    pub joules: f64,
+}
+
+/// The answer of a function that ran.
+pub struct Answer {
+    /// What the guest returned.
+    pub response: host::Response,
+    /// `name@version sha256:<hex>` of each model its inference used, in first-use order.
+    pub models: Vec<String>,
+    /// With batching: the rows of the largest batch its inference ran in.
+    pub batch_rows: Option<usize>,
+}
+
+/// Where a cold start's time went.
+#[derive(Clone, Copy, Debug)]
+pub struct ColdStart {
+    /// Loading the component (deserializing, linking).
+    pub component: Duration,
+    /// Loading and optimizing the models.
+    pub models: Duration,
+    /// The first run: fresh instance, guest, inference.
+    pub run: Duration,
+}
+
+impl Platform {
+    /// Admits one invocation of `slot`'s function under `quota` (the function's tenant's), or
+    /// refuses it with [`Error::RateLimited`]. `started` is when the request arrived.
+    pub fn admit(self: &Arc<Self>, slot: &Arc<Slot>, quota: &Quota, started: Instant) -> Result<Admitted> {
+        let tenant = &slot.record().tenant;
+        self.meter.check_budget(&self.registry, tenant, quota)?;
+        let tenant_permit = self.admission.enter(tenant, quota)?;
+        let running = self.scaler.begin(slot)?;
+        Ok(Admitted { platform: self.clone(), slot: slot.clone(), started, running, _tenant: tenant_permit })
+    }
+
+    /// The slot of the function that serves Open Inference Protocol requests for `version` of a
+    /// model of `tenant`: `builtin:tensor` on the version, under the tenant's limits. Made on
+    /// first use, and again when the tenant's quota changes; scaled to zero like any other.
+    pub fn oip_slot(&self, tenant: &Tenant, version: &ModelVersion) -> Arc<Slot> {
+        let quota = &tenant.quota;
+        let mut manifest = Manifest::new(ComponentRef::TENSOR);
+        manifest.models = BTreeMap::from([(
+            "model".to_string(),
+            ModelRef { name: version.name.clone(), version: Some(version.version) },
+        )]);
+        manifest.config = BTreeMap::from([
+            ("model_name".into(), version.name.clone()),
+            ("model_version".into(), version.version.to_string()),
+            // A compressed body may not grow past what an uncompressed one may be.
+            ("max_decompressed_bytes".into(), quota.max_request_bytes.to_string()),
+        ]);
+        manifest.limits = Limits {
+            memory_mb: quota.max_memory_mb.min(OIP_MEMORY_MB),
+            timeout_ms: quota.max_timeout_ms,
+            max_concurrency: quota.max_concurrency,
+        };
+        manifest.scale = Scale::default();
+        self.scaler.implicit(FunctionRecord {
+            tenant: tenant.name.clone(),
+            // `:` is not allowed in function names, so this never meets a deployed function.
+            name: format!("v2:{}", version.label()),
+            manifest,
+            revision: 1,
+            created_at: version.created_at.clone(),
+            updated_at: version.created_at.clone(),
+        })
+    }
+
+    /// Admits model work done in the host (an explanation, an audit) for `tenant`: its energy
+    /// budget and its concurrency, as for an invocation.
+    pub fn admit_work(self: &Arc<Self>, tenant: &Tenant) -> Result<WorkPermit> {
+        self.meter.check_budget(&self.registry, &tenant.name, &tenant.quota)?;
+        let permit = self.admission.enter(&tenant.name, &tenant.quota)?;
+        Ok(WorkPermit { platform: self.clone(), tenant: tenant.name.clone(), started: Instant::now(), _permit: permit })
+    }
+}
+
+impl Admitted {
+    /// Runs the invocation: `request` (which reads the body) gives the guest's request, the
+    /// function is woken if cold, and a fresh instance handles it on the pool. Metered whatever
+    /// the outcome, a refused body included.
+    pub async fn invoke<F>(self, request: F) -> Invoked
+    where
+        F: Future<Output = Result<host::Request>>,
+    {
+        let platform = &self.platform;
+        let mut sample = Sample::default();
+        let mut cold_start = None;
+        let result = async {
+            let request = request.await?;
+            let (warm, cold) = platform.scaler.warm(&self.slot).await?;
+            if cold {
+                sample.cpu += warm.wake_cpu;
+                add(&platform.metrics.cold_starts, 1);
+                add(&platform.metrics.cold_start_us_total, warm.wake_time.as_micros() as u64);
+            }
+            let (platform2, warm2) = (platform.clone(), warm.clone());
+            let invoked = Instant::now();
+            let (outcome, cpu) = platform
+                .pool
+                .run(move || {
+                    let cpu = thread_cpu();
+                    let outcome = platform2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, request);
+                    (outcome, thread_cpu().saturating_sub(cpu))
+                })
+                .await?;
+            sample.cpu += cpu;
+            if cold {
+                let run = invoked.elapsed();
+                cold_start = Some(ColdStart { component: warm.wake_component, models: warm.wake_models, run });
+            }
+            add(&platform.metrics.invocations, 1);
+            let (response, report): (host::Response, InvocationReport) = outcome?;
+            sample.inference_cpu = report.inference_cpu;
+            add(&platform.metrics.inference_us_total, report.inference.as_micros() as u64);
+            let models = report.models_used.iter().filter_map(|alias| warm.model_labels.get(alias).cloned()).collect();
+            let batch_rows = (warm.caps.batching.is_some() && report.batch_rows > 0).then_some(report.batch_rows);
+            if batch_rows.is_some() && report.batch_shared {
+                add(&platform.metrics.batched_invocations, 1);
+            }
+            Ok(Answer { response, models, batch_rows })
+        }
+        .await;
+        let Admitted { slot, started, running, .. } = self;
+        running.finish(result.is_err());
+        sample.wall = started.elapsed();
+        sample.cold_start = cold_start.is_some();
+        sample.error = result.is_err();
+        let record = slot.record();
+        // Implicit functions (OIP) have names no deployed function can have: their usage is the
+        // tenant's direct inference.
+        let function = Some(record.name.as_str()).filter(|name| validate_function_name(name).is_ok());
+        let joules = platform.meter.record(&record.tenant, function, &sample);
+        Invoked { result, cold_start, joules }
+    }
+}
+
+/// Model work in the host let in: holds the tenant's concurrency permit until it is done.
+pub struct WorkPermit {
+    platform: Arc<Platform>,
+    tenant: String,
+    started: Instant,
+    _permit: TenantPermit,
+}
+
+/// What metered host work produced.
+pub struct Worked<T> {
+    /// The work's outcome.
+    pub result: Result<T>,
+    /// The energy it took, joules.
+    pub joules: f64,
+}
+
+impl WorkPermit {
+    /// Runs `job` on the pool and meters its CPU time as the tenant's direct inference.
+    pub async fn run<T, F>(self, job: F) -> Result<Worked<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T> + Send + 'static,
+    {
+        let (result, cpu) = self
+            .platform
+            .pool
+            .run(move || {
+                let cpu = thread_cpu();
+                let result = job();
+                (result, thread_cpu().saturating_sub(cpu))
+            })
+            .await?;
+        let sample = Sample {
+            wall: self.started.elapsed(),
+            cpu,
+            // All of it is model work but the decoding: close enough to call it inference.
+            inference_cpu: cpu,
+            cold_start: false,
+            error: result.is_err(),
+        };
+        let joules = self.platform.meter.record(&self.tenant, None, &sample);
+        Ok(Worked { result, joules })
+    }
+}

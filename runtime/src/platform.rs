@@ -1,0 +1,398 @@
+//! The platform: everything a request can reach, and every change to what the server holds.
+//!
+//! [`Platform`] is the domain layer under the HTTP API. It owns the registry, the wasm host,
+//! the scaler (warm functions and the models they hold), admission, metering and the bounded
+//! pool. Each administrative change goes through one of its methods, which
+//!
+//! 1. writes the registry (on the pool when it moves blob bytes),
+//! 2. brings the in-memory state in step with it (a redeployed function's warm state, a deleted
+//!    tenant's admission gate and pending usage), and
+//! 3. records the change in the audit trail with who made it.
+//!
+//! so no handler keeps a cache in sync by convention. Invocations go through
+//! `Platform::admit`, defined with the rest of the invocation path in `invocation.rs`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use maas_registry::{BlobWriter, ComponentRecord, FunctionRecord, ModelVersion, Registry, UploadRoom};
+use maas_types::{
+    AuditEntry, CreateKey, CreatedKey, FairnessReport, Manifest, ModelCard, QuotaPatch, Tenant, TensorSpec,
+};
+use serde_json::json;
+
+use crate::admission::Admission;
+use crate::auth::{Authenticator, Principal};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::inference::{LoadedModel, ModelCache};
+use crate::metering::Meter;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::scale::Scaler;
+
+/// Everything a request can reach. One per server, shared by `Arc`.
+pub struct Platform {
+    /// The server's configuration.
+    pub config: Config,
+    /// The store.
+    pub registry: Registry,
+    /// The wasmtime host.
+    pub host: Arc<Host>,
+    /// Deployed functions, their warm state and the models they hold.
+    pub scaler: Arc<Scaler>,
+    /// Per-tenant rate and concurrency.
+    pub admission: Admission,
+    /// CPU, energy and CO2e per tenant, function and day.
+    pub meter: Arc<Meter>,
+    /// The bounded pool for wasm, inference and blob I/O.
+    pub pool: Pool,
+    /// Process-wide counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Resolves bearer keys.
+    pub auth: Authenticator,
+}
+
+impl Platform {
+    /// The platform over an open registry and a built host.
+    pub fn new(config: Config, registry: Registry, host: Host, auth: Authenticator) -> Arc<Self> {
+        let pool = Pool::new(config.max_blocking);
+        let host = Arc::new(host);
+        let scaler = Scaler::new(host.clone(), registry.clone(), Arc::new(ModelCache::default()), pool.clone());
+        let meter = Meter::new(config.energy);
+        Arc::new(Self {
+            config,
+            registry,
+            host,
+            scaler,
+            admission: Admission::default(),
+            meter,
+            pool,
+            metrics: Metrics::default(),
+            auth,
+        })
+    }
+
+    /// Models currently loaded by warm functions.
+    pub fn models(&self) -> &ModelCache {
+        self.scaler.models()
+    }
+
+    /// The tenant `name`, or [`Error::NotFound`]: for callers that may act on it (the admin, who
+    /// learns it does not exist, or its own keys, whose principal carries the record).
+    pub fn tenant(&self, principal: &Principal, name: &str) -> Result<Tenant> {
+        if let Some(tenant) = principal.tenant_named(name) {
+            return Ok(tenant.clone());
+        }
+        self.registry.tenant(name)?.ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))
+    }
+
+    // ---- Tenants and keys ---------------------------------------------------------------
+
+    /// Creates a tenant with the default quota changed by `quota`.
+    pub fn create_tenant(&self, actor: &Principal, name: &str, quota: Option<QuotaPatch>) -> Result<Tenant> {
+        let tenant = self.registry.create_tenant(name, quota)?;
+        tracing::info!(tenant = %tenant.name, "tenant created");
+        self.record(actor, "tenant.create", Some(&tenant.name), &tenant.name, json!({ "quota": tenant.quota }));
+        Ok(tenant)
+    }
+
+    /// Changes a tenant's quota and/or suspension. The next request of its keys sees it: they
+    /// are checked against the record on every request.
+    pub fn update_tenant(
+        &self,
+        actor: &Principal,
+        name: &str,
+        quota: Option<QuotaPatch>,
+        suspended: Option<bool>,
+    ) -> Result<Tenant> {
+        let detail = json!({ "quota": quota, "suspended": suspended });
+        let tenant = self.registry.update_tenant(name, quota, suspended)?;
+        tracing::info!(tenant = %tenant.name, suspended = tenant.suspended, "tenant updated");
+        self.record(actor, "tenant.update", Some(name), name, detail);
+        Ok(tenant)
+    }
+
+    /// Deletes a tenant and everything it owns, and forgets its warm functions, its admission
+    /// gate and its pending usage.
+    pub async fn delete_tenant(self: &Arc<Self>, actor: &Principal, name: &str) -> Result<()> {
+        let (platform, tenant) = (self.clone(), name.to_string());
+        // Removes chunk files: on the pool.
+        self.pool.run(move || platform.registry.delete_tenant(&tenant)).await??;
+        self.scaler.tenant_removed(name);
+        self.admission.forget(name);
+        self.meter.forget(name);
+        tracing::info!(tenant = name, "tenant deleted");
+        self.record(actor, "tenant.delete", Some(name), name, json!({}));
+        Ok(())
+    }
+
+    /// Creates a key of `tenant`; the secret is in the answer, this once.
+    pub fn create_key(&self, actor: &Principal, tenant: &str, request: CreateKey) -> Result<CreatedKey> {
+        let (info, key) = self.registry.create_key(tenant, request.role, request.label)?;
+        tracing::info!(tenant, key_id = %info.id, role = info.role.as_str(), "key created");
+        self.record(actor, "key.create", Some(tenant), &info.id, json!({ "role": info.role, "label": info.label }));
+        Ok(CreatedKey { info, key })
+    }
+
+    /// Revokes a key of `tenant`; it is refused from the next request on.
+    pub fn revoke_key(&self, actor: &Principal, tenant: &str, id: &str) -> Result<()> {
+        self.registry.revoke_key(tenant, id)?;
+        tracing::info!(tenant, key_id = id, "key revoked");
+        self.record(actor, "key.revoke", Some(tenant), id, json!({}));
+        Ok(())
+    }
+
+    // ---- Models -------------------------------------------------------------------------
+
+    /// Starts an upload of the next version of model `name`; refused before a byte is stored
+    /// when the declared size (or, without one, the model count) already breaks a quota.
+    pub fn begin_model_upload(
+        self: &Arc<Self>,
+        actor: &Principal,
+        tenant: &Tenant,
+        name: &str,
+        declared: Option<u64>,
+    ) -> Result<ModelUpload> {
+        self.registry.check_model_upload(&tenant.name, name, declared.unwrap_or(0))?;
+        let room = self.registry.upload_room(tenant)?;
+        let writer = self.registry.blob_writer(&tenant.name)?;
+        Ok(ModelUpload {
+            platform: self.clone(),
+            actor: actor.clone(),
+            tenant: tenant.name.clone(),
+            name: name.to_string(),
+            room,
+            received: 0,
+            pending: Vec::new(),
+            writer: Some(writer),
+        })
+    }
+
+    /// Deletes a model version, or (`None`) the whole model.
+    pub async fn delete_model(
+        self: &Arc<Self>,
+        actor: &Principal,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<()> {
+        let (platform, t, n) = (self.clone(), tenant.to_string(), name.to_string());
+        self.pool.run(move || platform.registry.delete_model(&t, &n, version)).await??;
+        tracing::info!(tenant, model = name, version, "model deleted");
+        let target = version.map_or_else(|| name.to_string(), |v| format!("{name}@{v}"));
+        self.record(actor, "model.delete", Some(tenant), &target, json!({}));
+        Ok(())
+    }
+
+    /// Stores the owner's card of model `name`.
+    pub fn put_card(&self, actor: &Principal, tenant: &str, name: &str, card: &ModelCard) -> Result<()> {
+        self.registry.put_card(tenant, name, card)?;
+        self.record(actor, "model.card", Some(tenant), name, json!({}));
+        Ok(())
+    }
+
+    /// Keeps `report` as the latest fairness audit of `version`.
+    pub fn keep_fairness_report(
+        &self,
+        actor: &Principal,
+        tenant: &str,
+        version: &ModelVersion,
+        report: &FairnessReport,
+    ) -> Result<()> {
+        self.registry.put_model_audit(tenant, &version.name, version.version, report)?;
+        self.record(actor, "model.audit", Some(tenant), &version.label(), json!({ "rows": report.rows }));
+        Ok(())
+    }
+
+    // ---- Components and functions -------------------------------------------------------
+
+    /// What one upload of `tenant` may still take (its file and storage quotas).
+    pub fn upload_room(&self, tenant: &Tenant) -> Result<UploadRoom> {
+        Ok(self.registry.upload_room(tenant)?)
+    }
+
+    /// Compiles `wasm`, refusing it unless it is a component of the function world, and stores
+    /// it with its precompiled artifact.
+    pub async fn upload_component(
+        self: &Arc<Self>,
+        actor: &Principal,
+        tenant: &str,
+        wasm: Bytes,
+    ) -> Result<ComponentRecord> {
+        let (platform, t) = (self.clone(), tenant.to_string());
+        let record = self
+            .pool
+            .run(move || -> Result<ComponentRecord> {
+                // Compile first: an invalid component is refused before anything is stored.
+                let (_component, artifact) = platform.host.compile(&wasm)?;
+                let registry = &platform.registry;
+                let mut writer = registry.blob_writer(&t)?;
+                writer.write(&wasm)?;
+                let blob = writer.finish()?;
+                let record = registry.put_component(&t, blob)?;
+                registry.put_artifact(&t, &record.digest, platform.host.fingerprint(), &artifact)?;
+                Ok(record)
+            })
+            .await??;
+        tracing::info!(tenant, digest = %record.digest, size_bytes = record.size_bytes, "component uploaded");
+        self.record(
+            actor,
+            "component.upload",
+            Some(tenant),
+            &record.digest,
+            json!({ "size_bytes": record.size_bytes }),
+        );
+        Ok(record)
+    }
+
+    /// Deploys (or redeploys) a function; its warm state, if any, is dropped so the next request
+    /// runs the new manifest. Returns the record and whether the function is new.
+    pub fn deploy(
+        &self,
+        actor: &Principal,
+        tenant: &str,
+        name: &str,
+        manifest: Manifest,
+    ) -> Result<(FunctionRecord, bool)> {
+        let (record, created) = self.registry.put_function(tenant, name, manifest)?;
+        self.scaler.deployed(record.clone());
+        tracing::info!(tenant, function = name, revision = record.revision, "function deployed");
+        let m = &record.manifest;
+        let detail = json!({ "revision": record.revision, "component": m.component, "models": m.models });
+        self.record(actor, "function.deploy", Some(tenant), name, detail);
+        Ok((record, created))
+    }
+
+    /// Deletes a function and forgets its warm state.
+    pub fn delete_function(&self, actor: &Principal, tenant: &str, name: &str) -> Result<()> {
+        self.registry.delete_function(tenant, name)?;
+        self.scaler.removed(tenant, name);
+        tracing::info!(tenant, function = name, "function deleted");
+        self.record(actor, "function.delete", Some(tenant), name, json!({}));
+        Ok(())
+    }
+
+    // ---- The audit trail ----------------------------------------------------------------
+
+    /// Records that `actor` did `action` on `target` of `tenant`. `detail` holds facts about the
+    /// change (never secrets). The change has already happened, so a failure to record it is
+    /// logged as an error rather than returned.
+    fn record(&self, actor: &Principal, action: &str, tenant: Option<&str>, target: &str, detail: serde_json::Value) {
+        let entry = AuditEntry {
+            seq: 0,
+            at: String::new(),
+            actor: actor.describe(),
+            key_id: actor.key_id().map(str::to_string),
+            action: action.to_string(),
+            tenant: tenant.map(str::to_string),
+            target: target.to_string(),
+            detail,
+        };
+        if let Err(e) = self.registry.append_audit(entry) {
+            tracing::error!(error = %e, action, "could not record an audit entry");
+        }
+    }
+}
+
+/// A model upload in progress: the body streams in through [`ModelUpload::write`], in chunks
+/// written on the pool, so memory stays at about one chunk whatever the model's size and no
+/// thread waits on the network. [`ModelUpload::finish`] validates the file with tract and
+/// commits the version; dropping an unfinished upload removes what it stored.
+pub struct ModelUpload {
+    platform: Arc<Platform>,
+    actor: Principal,
+    tenant: String,
+    name: String,
+    room: UploadRoom,
+    received: u64,
+    /// Bytes not yet handed to the writer.
+    pending: Vec<u8>,
+    writer: Option<BlobWriter>,
+}
+
+impl ModelUpload {
+    /// Adds `data` to the upload: refused as soon as the upload passes the tenant's quota.
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.received += data.len() as u64;
+        if self.received > self.room.limit() {
+            return Err(self.room.exceeded(self.received).into());
+        }
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= maas_registry::CHUNK_SIZE {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the pending bytes to the writer, on the pool.
+    async fn flush(&mut self) -> Result<()> {
+        let mut writer = self.writer.take().ok_or_else(|| Error::internal("the upload's writer is gone"))?;
+        let bytes = std::mem::take(&mut self.pending);
+        let (writer, written) = self
+            .platform
+            .pool
+            .run(move || {
+                let written = writer.write(&bytes);
+                (writer, written)
+            })
+            .await?;
+        self.writer = Some(writer);
+        Ok(written?)
+    }
+
+    /// Validates the upload with tract and commits it as the model's next version, or leaves
+    /// nothing. Functions that follow the model's latest version go cold, so that their next
+    /// request picks the new version up.
+    pub async fn finish(mut self) -> Result<ModelVersion> {
+        self.flush().await?;
+        let writer = self.writer.take().ok_or_else(|| Error::internal("the upload's writer is gone"))?;
+        let (platform, tenant, name) = (self.platform.clone(), self.tenant.clone(), self.name.clone());
+        let version =
+            self.platform.pool.run(move || commit_model(&platform.registry, &tenant, &name, writer)).await??;
+        let (p, tenant, name) = (&self.platform, &self.tenant, &self.name);
+        p.scaler.model_changed(tenant, name);
+        tracing::info!(
+            tenant,
+            model = name,
+            version = version.version,
+            size_bytes = version.size_bytes,
+            "model uploaded"
+        );
+        let detail = json!({ "sha256": version.sha256, "size_bytes": version.size_bytes });
+        p.record(&self.actor, "model.upload", Some(tenant), &version.label(), detail);
+        Ok(version)
+    }
+}
+
+impl Drop for ModelUpload {
+    fn drop(&mut self) {
+        // An unfinished writer removes its chunk files when dropped: not on an async thread.
+        if let Some(writer) = self.writer.take() {
+            self.platform.pool.spawn(move || drop(writer));
+        }
+    }
+}
+
+/// Finishes the blob, loads it with tract (the validation) and commits the version; a refused
+/// file is discarded. Runs on the pool.
+fn commit_model(registry: &Registry, tenant: &str, name: &str, writer: BlobWriter) -> Result<ModelVersion> {
+    let blob = writer.finish()?;
+    let commit = || -> Result<ModelVersion> {
+        if blob.size == 0 {
+            return Err(crate::inference::InferenceError::InvalidModel("the model file is empty".into()).into());
+        }
+        let bytes = registry.read_blob(tenant, &blob)?;
+        let model = LoadedModel::load(&bytes)?;
+        let signature = model.signature();
+        let (inputs, outputs): (Vec<TensorSpec>, Vec<TensorSpec>) =
+            (signature.inputs.clone(), signature.outputs.clone());
+        Ok(registry.commit_model_version(tenant, name, blob.clone(), inputs, outputs)?)
+    };
+    commit().inspect_err(|_| {
+        if let Err(e) = registry.discard_blob(&blob) {
+            tracing::warn!(error = %e, "could not discard a refused upload; the next start sweeps it");
+        }
+    })
+}

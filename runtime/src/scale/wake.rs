@@ -1,0 +1,107 @@
+//! The cold start: what a function needs to serve requests, built once per wake.
+//!
+//! [`wake`] loads the component (the built-in one, or an uploaded one from the artifact
+//! precompiled at upload, never recompiled unless the engine changed), links it into an
+//! `InstancePre`, and loads the models the manifest names through the shared [`ModelCache`].
+//! It blocks (deserializing, reading blobs, optimizing plans): the scaler runs it on the pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use maas_registry::{FunctionRecord, Registry};
+use maas_types::ComponentRef;
+use wasmtime::component::Component;
+
+use crate::cpu::thread_cpu;
+use crate::error::{Error, Result};
+use crate::host::{BoundModel, Capabilities, HandlerPre, Host, HostState, Limits};
+use crate::inference::{BatchPolicy, ModelCache, ModelKey};
+
+/// The state of a warm function: everything a request needs except its own instance.
+pub struct Warm {
+    /// The revision of the manifest this state was built from.
+    pub revision: u64,
+    /// The component linked against the host, ready to instantiate.
+    pub pre: HandlerPre<HostState>,
+    /// The models and config the function may use.
+    pub caps: Arc<Capabilities>,
+    /// Memory and time limits per invocation.
+    pub limits: Limits,
+    /// `x-maas-model` value per alias: `name@version sha256:<hex>`.
+    pub model_labels: HashMap<String, String>,
+    /// How long the cold start that built this state took.
+    pub wake_time: Duration,
+    /// The part of `wake_time` spent loading the component (deserializing, linking).
+    pub wake_component: Duration,
+    /// The part of `wake_time` spent loading and optimizing the models.
+    pub wake_models: Duration,
+    /// CPU time the cold start took (charged to the request that caused it).
+    pub wake_cpu: Duration,
+}
+
+/// Builds the warm state of the function `record` describes. Runs on a blocking thread.
+pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record: &FunctionRecord) -> Result<Warm> {
+    let (started, cpu) = (Instant::now(), thread_cpu());
+    let tenant = &record.tenant;
+    let manifest = &record.manifest;
+    let component = match host.builtin_for(&manifest.component) {
+        Some(component) => component,
+        None => load_component(host, registry, tenant, &manifest.component)?,
+    };
+    let pre = host.prepare(&component).map_err(Error::internal)?;
+    let wake_component = started.elapsed();
+
+    let mut bound = HashMap::new();
+    let mut model_labels = HashMap::new();
+    for (alias, reference) in &manifest.models {
+        let version = registry.model_version(tenant, &reference.name, reference.version)?.ok_or_else(|| {
+            Error::internal(format!("function {tenant}/{} names model {reference}, which is gone", record.name))
+        })?;
+        let key = ModelKey { tenant: tenant.clone(), name: version.name.clone(), version: version.version };
+        let model = models.get_or_load(&key, || registry.read_blob(tenant, &version.blob).map_err(Error::from))?;
+        let (label, digest) = (version.label(), format!("sha256:{}", version.sha256));
+        model_labels.insert(alias.clone(), format!("{label} {digest}"));
+        bound.insert(alias.clone(), BoundModel { label, digest, model });
+    }
+    let batching = manifest.batching.as_ref().filter(|b| b.max_batch_size > 1).map(|b| BatchPolicy {
+        max_batch_size: b.max_batch_size as usize,
+        max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
+    });
+    let caps = Arc::new(Capabilities { models: bound, config: manifest.config.clone(), batching });
+    let limits =
+        Limits { memory_bytes: manifest.limits.memory_mb as usize * (1 << 20), timeout_ms: manifest.limits.timeout_ms };
+    let wake_time = started.elapsed();
+    let wake_models = wake_time.saturating_sub(wake_component);
+    tracing::info!(tenant = %tenant, function = %record.name, wake_us = wake_time.as_micros() as u64, "cold start");
+    let wake_cpu = thread_cpu().saturating_sub(cpu);
+    Ok(Warm {
+        revision: record.revision,
+        pre,
+        caps,
+        limits,
+        model_labels,
+        wake_time,
+        wake_component,
+        wake_models,
+        wake_cpu,
+    })
+}
+
+/// A tenant's component from its stored artifact; compiled again (and the artifact stored)
+/// only when no artifact matches this engine, e.g. after an upgrade.
+fn load_component(host: &Host, registry: &Registry, tenant: &str, reference: &ComponentRef) -> Result<Component> {
+    let digest = reference.to_string();
+    if let Some(artifact) = registry.artifact(tenant, &digest, host.fingerprint())? {
+        match host.load_artifact(&artifact) {
+            Ok(component) => return Ok(component),
+            Err(e) => tracing::warn!(error = %e, digest, "stored artifact unusable; recompiling"),
+        }
+    }
+    let record =
+        registry.component(tenant, &digest)?.ok_or_else(|| Error::internal(format!("component {digest} is gone")))?;
+    let wasm = registry.read_blob(tenant, &record.blob)?;
+    let (component, artifact) = host.compile(&wasm)?;
+    registry.put_artifact(tenant, &digest, host.fingerprint(), &artifact)?;
+    Ok(component)
+}

@@ -1,0 +1,71 @@
+//! `maas`: the command line of the maas server (`maas serve`, from `maas-runtime`) and of its
+//! users (every other subcommand, a client built on `maas-sdk`).
+
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "maas",
+    version,
+    about = "Multi-tenant Model-as-a-Service: ONNX models behind sandboxed WebAssembly functions"
+)]
+struct Cli {
+    #[command(flatten)]
+    client: commands::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. Its environment: MAAS_LISTEN, MAAS_DATA, MAAS_ADMIN_KEY, MAAS_MASTER_KEY,
+    /// MAAS_LOG, MAAS_WATTS_PER_CORE, MAAS_GRID_GCO2E_PER_KWH (see the README).
+    Serve {
+        /// Address to listen on [default: MAAS_LISTEN, or 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory: the sled store, chunk files and generated keys [default: MAAS_DATA,
+        /// or ./maas-data].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    #[command(flatten)]
+    Client(commands::Command),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen, data } => serve(listen, data),
+        Command::Client(command) => std::process::exit(commands::run(cli.client, command)),
+    }
+}
+
+/// `maas serve`: the configuration from the environment, the flags over it, then the server
+/// until SIGTERM or SIGINT.
+fn serve(listen: Option<SocketAddr>, data: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = maas_runtime::Config::from_env()?;
+    config.listen = listen.unwrap_or(config.listen);
+    config.data_dir = data.unwrap_or(config.data_dir);
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(config.max_blocking * 2 + 8)
+        .build()?;
+    runtime.block_on(async {
+        let server = maas_runtime::Server::bind(config).await?;
+        if let Some(path) = server.admin_key_file() {
+            println!("admin key: {}", path.display());
+        }
+        println!("listening on http://{}", server.local_addr());
+        server.run(maas_runtime::shutdown_signal()).await
+    })
+}

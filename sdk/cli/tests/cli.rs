@@ -1,0 +1,385 @@
+//! The `maas` binary's client subcommands as a user runs them: a subprocess against a real
+//! server (`maas_tests::TestServer`, in this process on a loopback port), checking stdout,
+//! stderr and exit codes.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use maas_tests::{ADMIN_KEY, TestServer, models};
+use serde_json::{Value, json};
+
+/// One run of `maas`.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code().expect("maas exited normally"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success; returns stdout.
+    #[track_caller]
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        &self.stdout
+    }
+
+    /// Asserts the exit code and that stderr holds every one of `needles`; returns stderr.
+    #[track_caller]
+    fn fails(&self, code: i32, needles: &[&str]) -> &str {
+        assert_eq!(self.code, code, "exit code\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        for needle in needles {
+            assert!(self.stderr.contains(needle), "stderr lacks {needle:?}: {}", self.stderr);
+        }
+        &self.stderr
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// `maas` for one server and key, with nothing inherited from the environment that would change it.
+fn maas(server: &TestServer, key: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_maas"));
+    command.env_remove("MAAS_KEY").env("MAAS_URL", format!("http://{}", server.addr())).stdin(Stdio::null());
+    if let Some(key) = key {
+        command.env("MAAS_KEY", key);
+    }
+    command
+}
+
+fn run(server: &TestServer, key: Option<&str>, args: &[&str]) -> Run {
+    Run::from(maas(server, key).args(args).output().expect("run maas"))
+}
+
+/// Runs with `stdin` as standard input.
+fn run_with_stdin(server: &TestServer, key: &str, args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = maas(server, Some(key))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    Run::from(child.wait_with_output().unwrap())
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn oip_request() -> String {
+    let data: Vec<f32> = (0..100).map(|i| i as f32 * 0.01).collect();
+    json!({ "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "data": data }] }).to_string()
+}
+
+/// The probabilities of an OIP answer.
+fn probabilities(answer: &Value) -> Vec<f64> {
+    answer["outputs"][0]["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no outputs in {answer}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn happy_path_from_tenant_to_invocation() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Some(ADMIN_KEY);
+
+    // A tenant, as the admin.
+    let out =
+        run(&server, admin, &["tenants", "create", "acme", "--rate-per-second", "1000", "--max-model-bytes", "64MiB"]);
+    assert!(out.ok().starts_with("created tenant acme\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("max_model_bytes    64.0 MiB"), "{}", out.stdout);
+    let shown = run(&server, admin, &["--output", "json", "tenants", "show", "acme"]).json();
+    assert_eq!((shown["name"].as_str(), shown["quota"]["max_model_bytes"].as_u64()), (Some("acme"), Some(64 << 20)));
+    let listed = run(&server, admin, &["tenants", "list"]);
+    assert!(listed.ok().lines().any(|l| l.starts_with("acme ")), "{}", listed.stdout);
+
+    // An owner key: the secret alone on stdout, the rest on stderr.
+    let created = run(&server, admin, &["keys", "create", "acme", "--role", "owner", "--label", "cli"]);
+    let owner_key = created.ok().trim().to_string();
+    assert!(owner_key.starts_with("maas_") && !owner_key.contains(char::is_whitespace), "{owner_key:?}");
+    assert!(
+        created.stderr.contains("created owner key") && created.stderr.contains("shown only once"),
+        "{}",
+        created.stderr
+    );
+    let owner = Some(owner_key.as_str());
+    let keys = run(&server, owner, &["keys", "list", "acme"]);
+    assert!(keys.ok().contains("owner") && keys.stdout.contains("cli"), "{}", keys.stdout);
+
+    // The seed model, uploaded from a file, then again from stdin.
+    let mlp = models::mlp(42);
+    let mlp_path = write(dir.path(), "mlp.onnx", &mlp);
+    let uploaded = run(&server, owner, &["models", "upload", "acme", "mlp", &mlp_path]);
+    let sha = hex_sha256(&mlp);
+    assert!(uploaded.ok().starts_with("uploaded acme/mlp version 1 ("), "{}", uploaded.stdout);
+    assert!(uploaded.stdout.contains(&sha), "{}", uploaded.stdout);
+    assert!(uploaded.stdout.contains("input   input   FP32      [1, 100]"), "{}", uploaded.stdout);
+    let again =
+        run_with_stdin(&server, &owner_key, &["--output", "json", "models", "upload", "acme", "mlp", "-"], &mlp);
+    let again = again.json();
+    assert_eq!((again["version"].as_u64(), again["sha256"].as_str()), (Some(2), Some(sha.as_str())));
+    let versions = run(&server, owner, &["models", "versions", "acme", "mlp"]);
+    assert_eq!(versions.ok().lines().count(), 3, "{}", versions.stdout);
+    let shown = run(&server, owner, &["models", "show", "acme", "mlp", "--version", "1"]);
+    assert!(
+        shown.ok().contains("version  1") && shown.stdout.contains("output  output  FP32      [1, 10]"),
+        "{}",
+        shown.stdout
+    );
+    assert!(run(&server, owner, &["models", "list", "acme"]).ok().contains("mlp   2       2"));
+
+    // builtin:tensor, deployed from flags.
+    let deployed = run(
+        &server,
+        owner,
+        &["functions", "deploy", "acme", "mlp", "builtin:tensor", "--model", "model=mlp", "--idle-timeout-s", "120"],
+    );
+    let url = format!("http://{}/fn/acme/mlp", server.addr());
+    assert_eq!(deployed.ok().trim(), format!("deployed acme/mlp revision 1 at {url}"));
+
+    // Invocations: inline JSON, then a file with -i, then stdin.
+    let answer: Value =
+        serde_json::from_str(run(&server, owner, &["invoke", "acme", "mlp", "--json", &oip_request()]).ok()).unwrap();
+    let p = probabilities(&answer);
+    assert_eq!(p.len(), 10);
+    assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{p:?}");
+    let request_path = write(dir.path(), "req.json", oip_request().as_bytes());
+    let included = run(
+        &server,
+        owner,
+        &["invoke", "acme", "mlp", "--body", &request_path, "-H", "content-type: application/json", "-i"],
+    );
+    let text = included.ok();
+    assert!(text.starts_with("HTTP/1.1 200 OK\n"), "{text}");
+    assert!(text.contains("\nx-maas-cold-start: false\n") && text.contains("\nx-request-id: "), "{text}");
+    let body = text.split("\n\n").nth(1).expect("a blank line before the body");
+    assert_eq!(probabilities(&serde_json::from_str(body).unwrap()), p);
+    let piped =
+        run_with_stdin(&server, &owner_key, &["invoke", "acme", "mlp", "--body", "-"], oip_request().as_bytes());
+    assert_eq!(probabilities(&serde_json::from_str(piped.ok()).unwrap()), p);
+    let status = run(&server, owner, &["functions", "status", "acme", "mlp"]);
+    assert!(
+        status.ok().contains("state         warm") && status.stdout.contains("invocations   3"),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains("cold starts   1"), "{}", status.stdout);
+
+    // A custom component from its .wasm path, with a manifest file and flags on top.
+    let wasm_path = write(dir.path(), "classify.wasm", &maas_tests::guest_wasm("maas_fn_classify"));
+    let manifest_path = write(
+        dir.path(),
+        "classify.json",
+        json!({ "component": "builtin:tensor", "models": { "model": "mlp@1" }, "config": { "top_k": "2" } })
+            .to_string()
+            .as_bytes(),
+    );
+    let deployed = run(
+        &server,
+        owner,
+        &[
+            "functions",
+            "deploy",
+            "acme",
+            "classify",
+            &wasm_path,
+            "--manifest",
+            &manifest_path,
+            "--config",
+            "labels=a,b,c,d,e,f,g,h,i,j",
+        ],
+    );
+    assert!(deployed.ok().starts_with("deployed acme/classify revision 1"), "{}", deployed.stdout);
+    assert!(deployed.stderr.contains("classify.wasm as sha256:"), "{}", deployed.stderr);
+    let features: Vec<f32> = (0..100).map(|i| (i % 5) as f32).collect();
+    let answer = run(
+        &server,
+        owner,
+        &[
+            "--output",
+            "json",
+            "invoke",
+            "acme",
+            "classify",
+            "/predict?x=1",
+            "--json",
+            &json!({ "features": features }).to_string(),
+        ],
+    )
+    .json();
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["body"]["predictions"].as_array().map(Vec::len), Some(2), "{answer}");
+    assert!(answer["headers"]["x-maas-duration-us"].is_string(), "{answer}");
+    let shown = run(&server, owner, &["--output", "json", "functions", "show", "acme", "classify"]).json();
+    assert_eq!((shown["models"]["model"].as_str(), shown["config"]["top_k"].as_str()), (Some("mlp@1"), Some("2")));
+    assert!(shown["component"].as_str().unwrap().starts_with("sha256:"), "{shown}");
+    let components = run(&server, owner, &["components", "list", "acme"]);
+    assert!(components.ok().contains(shown["component"].as_str().unwrap()), "{}", components.stdout);
+    let functions = run(&server, owner, &["functions", "list", "acme"]);
+    assert_eq!(functions.ok().lines().count(), 3, "{}", functions.stdout);
+
+    // The audit trail and usage.
+    let audit = run(&server, admin, &["audit", "--tenant", "acme", "--limit", "50"]);
+    assert!(audit.ok().contains("function.deploy") && audit.stdout.contains("model.upload"), "{}", audit.stdout);
+    let usage = run(&server, owner, &["usage", "acme"]).json();
+    assert_eq!(usage["tenant"], "acme", "{usage}");
+    assert!(usage["invocations"].as_u64().is_some_and(|n| n >= 4), "{usage}");
+    assert_eq!(usage["functions"]["mlp"]["invocations"], 3, "{usage}");
+
+    // Clean-up, as a user would.
+    run(&server, owner, &["functions", "delete", "acme", "classify"]).ok();
+    run(&server, admin, &["tenants", "delete", "acme"]).ok();
+    run(&server, admin, &["tenants", "show", "acme"]).fails(1, &["not_found", "HTTP 404"]);
+}
+
+#[test]
+fn errors_exit_non_zero_with_the_servers_message() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Some(ADMIN_KEY);
+    run(&server, admin, &["tenants", "create", "acme"]).ok();
+    run(&server, admin, &["tenants", "create", "tiny", "--max-model-bytes", "1KiB"]).ok();
+
+    // A bad key, and none at all.
+    let bad = run(&server, Some("maas_0123456789abcdef_nope"), &["tenants", "list"]);
+    bad.fails(1, &["error: a valid key is required", "(unauthenticated, HTTP 401)", "hint: pass a key"]);
+    assert!(bad.stdout.is_empty(), "{}", bad.stdout);
+    run(&server, None, &["models", "list", "acme"]).fails(1, &["unauthenticated"]);
+
+    // A missing model.
+    run(&server, admin, &["models", "show", "acme", "ghost"])
+        .fails(1, &["error: no model \"ghost\"", "(not_found, HTTP 404)"]);
+    run(&server, admin, &["models", "versions", "acme", "ghost"]).fails(1, &["not_found"]);
+
+    // An invalid model file.
+    let junk = write(dir.path(), "junk.onnx", &models::invalid_onnx());
+    let out = run(&server, admin, &["models", "upload", "acme", "junk", &junk]);
+    out.fails(1, &["tract cannot load this model", "(invalid_model, HTTP 400)"]);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+
+    // Quota exceeded.
+    let mlp = write(dir.path(), "mlp.onnx", &models::mlp(1));
+    run(&server, admin, &["models", "upload", "tiny", "mlp", &mlp])
+        .fails(1, &["max_model_bytes", "(quota_exceeded, HTTP 403)"]);
+
+    // An invoker may invoke but not upload.
+    let invoker = run(&server, admin, &["keys", "create", "acme", "--role", "invoker"]).ok().trim().to_string();
+    run(&server, Some(&invoker), &["models", "upload", "acme", "mlp", &mlp]).fails(1, &["(forbidden, HTTP 403)"]);
+
+    // A function's error answer.
+    run(&server, admin, &["invoke", "acme", "nothing", "--json", "{}"])
+        .fails(1, &["no function \"nothing\"", "not_found"]);
+
+    // Usage errors: nothing is sent, exit code 2.
+    run(&server, admin, &["tenants", "frobnicate"]).fails(2, &["unrecognized subcommand"]);
+    run(&server, admin, &["keys", "create", "acme"]).fails(2, &["--role"]);
+    run(&server, admin, &["invoke", "acme", "f", "--json", "{not json"]).fails(2, &["--json is not valid JSON"]);
+    run(&server, admin, &["models", "upload", "acme", "m", "/no/such/file.onnx"]).fails(2, &["/no/such/file.onnx"]);
+    run(&server, admin, &["functions", "deploy", "acme", "f"]).fails(2, &["no component"]);
+    run(&server, admin, &["tenants", "update", "acme"]).fails(2, &["nothing to update"]);
+    run(&server, admin, &["--url", "https://example.invalid", "tenants", "list"]).fails(2, &["https is not supported"]);
+
+    // Nobody listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("http://127.0.0.1:{port}");
+    run(&server, admin, &["--url", &url, "tenants", "list"]).fails(1, &["Connection refused"]);
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Every environment variable the README names is one the binary reads: the server's (from
+/// `maas_runtime::config::ENV_VARS`) or the client's (`MAAS_URL`, `MAAS_KEY`, which every test
+/// here sets).
+#[test]
+fn the_readme_names_only_variables_that_are_read() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let named: std::collections::BTreeSet<&str> = readme
+        .match_indices("MAAS_")
+        .map(|(i, _)| {
+            let rest = &readme[i..];
+            &rest[..rest
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len())]
+        })
+        .collect();
+    let server: Vec<&str> = maas_runtime::config::ENV_VARS.iter().map(|(name, _)| *name).collect();
+    for name in &named {
+        assert!(
+            server.contains(name) || ["MAAS_URL", "MAAS_KEY"].contains(name),
+            "README names {name}, nothing reads it"
+        );
+    }
+    for name in &server {
+        assert!(named.contains(name), "the server reads {name}, the README does not say so");
+    }
+}
+
+/// `maas serve` takes its configuration from the environment: each server variable changes
+/// what the running server does.
+#[test]
+fn serve_reads_its_environment() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maas"))
+        .arg("serve")
+        .env("MAAS_LISTEN", "127.0.0.1:0")
+        .env("MAAS_DATA", data.path())
+        .env("MAAS_ADMIN_KEY", ADMIN_KEY)
+        .env("MAAS_MASTER_KEY", "a master key from the environment")
+        .env("MAAS_LOG", "warn")
+        .env("MAAS_WATTS_PER_CORE", "7.5")
+        .env("MAAS_GRID_GCO2E_PER_KWH", "120")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .parse()
+        .unwrap();
+    // MAAS_LISTEN: loopback, the port the system chose.
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    // MAAS_ADMIN_KEY: the test key is the admin's; none was generated.
+    let admin = maas_tests::Client::admin_at(addr);
+    assert_eq!(admin.post_json("/v1/tenants", &json!({ "name": "acme" })).status, 201);
+    // MAAS_WATTS_PER_CORE and MAAS_GRID_GCO2E_PER_KWH: the energy model of the usage report.
+    let usage = admin.get("/v1/tenants/acme/usage").json();
+    assert_eq!(usage["energy_model"], json!({ "watts_per_core": 7.5, "grid_gco2e_per_kwh": 120.0 }), "{usage}");
+    // MAAS_DATA and MAAS_MASTER_KEY: the store is there, no key was generated beside it.
+    assert!(data.path().join("db").is_dir());
+    assert!(!data.path().join("admin.key").exists() && !data.path().join("master.key").exists());
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().unwrap();
+    // MAAS_LOG: warnings only, where the default would have logged each request.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("INFO"), "info logs with MAAS_LOG=warn: {stderr}");
+    assert!(output.status.success(), "{stderr}");
+}
