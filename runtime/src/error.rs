@@ -32,9 +32,9 @@ pub enum Error {
     /// No such route, tenant, model, version or function.
     #[error("{0}")]
     NotFound(String),
-    /// The path exists, the method does not.
+    /// The path exists, the method (named) does not.
     #[error("{0} is not allowed on this path")]
-    MethodNotAllowed(http::Method),
+    MethodNotAllowed(String),
     /// A malformed or out-of-bounds request.
     #[error("{0}")]
     InvalidRequest(String),

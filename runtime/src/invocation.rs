@@ -22,7 +22,7 @@ use maas_types::{ComponentRef, Limits, Manifest, ModelRef, Quota, Scale, Tenant}
 
 use crate::admission::TenantPermit;
 use crate::cpu::thread_cpu;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::host::{self, InvocationReport};
 use crate::metering::Sample;
 use crate::metrics::add;
@@ -136,34 +136,44 @@ impl Admitted {
     where
         F: Future<Output = Result<host::Request>>,
     {
-        let platform = &self.platform;
+        let Admitted { platform, slot, started, running, _tenant: tenant } = self;
         let mut sample = Sample::default();
         let mut cold_start = None;
+        // The permits go into the pool job and come back with it: if the request goes away
+        // while the guest runs, they are held until the guest is done, not released under it.
+        let mut permits = Some((running, tenant));
         let result = async {
             let request = request.await?;
-            let (warm, cold) = platform.scaler.warm(&self.slot).await?;
-            if cold {
+            let woken = platform.scaler.warm(&slot).await?;
+            let warm = woken.warm.clone();
+            if woken.woke {
+                // The request that ran the cold start pays for it; those that waited for it
+                // only saw it in their latency.
                 sample.cpu += warm.wake_cpu;
+                sample.cold_start = true;
                 add(&platform.metrics.cold_starts, 1);
                 add(&platform.metrics.cold_start_us_total, warm.wake_time.as_micros() as u64);
             }
-            let (platform2, warm2) = (platform.clone(), warm.clone());
+            let (platform2, warm2, held) = (platform.clone(), warm.clone(), permits.take());
             let invoked = Instant::now();
-            let (outcome, cpu) = platform
+            let (outcome, cpu, held) = platform
                 .pool
                 .run(move || {
                     let cpu = thread_cpu();
                     let outcome = platform2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, request);
-                    (outcome, thread_cpu().saturating_sub(cpu))
+                    (outcome, thread_cpu().saturating_sub(cpu), held)
                 })
                 .await?;
+            permits = held;
             sample.cpu += cpu;
-            if cold {
+            if woken.cold {
                 let run = invoked.elapsed();
                 cold_start = Some(ColdStart { component: warm.wake_component, models: warm.wake_models, run });
             }
             add(&platform.metrics.invocations, 1);
             let (response, report): (host::Response, InvocationReport) = outcome?;
+            // An answer HTTP cannot carry is the function's failure, counted as one.
+            response.check().map_err(Error::BadResponse)?;
             sample.inference_cpu = report.inference_cpu;
             add(&platform.metrics.inference_us_total, report.inference.as_micros() as u64);
             let models = report.models_used.iter().filter_map(|alias| warm.model_labels.get(alias).cloned()).collect();
@@ -174,10 +184,10 @@ impl Admitted {
             Ok(Answer { response, models, batch_rows })
         }
         .await;
-        let Admitted { slot, started, running, .. } = self;
-        running.finish(result.is_err());
+        if let Some((running, _tenant)) = permits {
+            running.finish(result.is_err());
+        }
         sample.wall = started.elapsed();
-        sample.cold_start = cold_start.is_some();
         sample.error = result.is_err();
         let record = slot.record();
         // Implicit functions (OIP) have names no deployed function can have: their usage is the
@@ -211,24 +221,27 @@ impl WorkPermit {
         T: Send + 'static,
         F: FnOnce() -> Result<T> + Send + 'static,
     {
-        let (result, cpu) = self
-            .platform
+        let WorkPermit { platform, tenant, started, _permit: permit } = self;
+        // The permit is held by the job: it lasts as long as the work, even if the request
+        // goes away first.
+        let (result, cpu) = platform
             .pool
             .run(move || {
+                let _permit = permit;
                 let cpu = thread_cpu();
                 let result = job();
                 (result, thread_cpu().saturating_sub(cpu))
             })
             .await?;
         let sample = Sample {
-            wall: self.started.elapsed(),
+            wall: started.elapsed(),
             cpu,
             // All of it is model work but the decoding: close enough to call it inference.
             inference_cpu: cpu,
             cold_start: false,
             error: result.is_err(),
         };
-        let joules = self.platform.meter.record(&self.tenant, None, &sample);
+        let joules = platform.meter.record(&tenant, None, &sample);
         Ok(Worked { result, joules })
     }
 }

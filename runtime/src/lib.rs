@@ -3,8 +3,8 @@
 //! The maas server: an HTTP front (hyper), a wasmtime host running every function as a
 //! sandboxed component, and a tract inference engine behind the one host call, `infer`.
 //!
-//! The layers, top to bottom (a module uses its own layer and the ones below, never one above;
-//! there are no import cycles between modules):
+//! The layers, top to bottom. Only `api` and `server` speak HTTP; there are no import cycles
+//! between modules:
 //!
 //! | layer | modules | what |
 //! |---|---|---|

@@ -117,15 +117,20 @@ impl Platform {
     /// Deletes a tenant and everything it owns, and forgets its warm functions, its admission
     /// gate and its pending usage.
     pub async fn delete_tenant(self: &Arc<Self>, actor: &Principal, name: &str) -> Result<()> {
-        let (platform, tenant) = (self.clone(), name.to_string());
-        // Removes chunk files: on the pool.
-        self.pool.run(move || platform.registry.delete_tenant(&tenant)).await??;
-        self.scaler.tenant_removed(name);
-        self.admission.forget(name);
-        self.meter.forget(name);
-        tracing::info!(tenant = name, "tenant deleted");
-        self.record(actor, "tenant.delete", Some(name), name, json!({}));
-        Ok(())
+        let (platform, actor, name) = (self.clone(), actor.clone(), name.to_string());
+        // It removes chunk files: on the pool, the follow-ups with it, so that they happen
+        // even if the request goes away meanwhile.
+        self.pool
+            .run(move || -> Result<()> {
+                platform.registry.delete_tenant(&name)?;
+                platform.scaler.tenant_removed(&name);
+                platform.admission.forget(&name);
+                platform.meter.forget(&name);
+                tracing::info!(tenant = %name, "tenant deleted");
+                platform.record(&actor, "tenant.delete", Some(&name), &name, json!({}));
+                Ok(())
+            })
+            .await?
     }
 
     /// Creates a key of `tenant`; the secret is in the answer, this once.
@@ -178,12 +183,17 @@ impl Platform {
         name: &str,
         version: Option<u32>,
     ) -> Result<()> {
-        let (platform, t, n) = (self.clone(), tenant.to_string(), name.to_string());
-        self.pool.run(move || platform.registry.delete_model(&t, &n, version)).await??;
-        tracing::info!(tenant, model = name, version, "model deleted");
-        let target = version.map_or_else(|| name.to_string(), |v| format!("{name}@{v}"));
-        self.record(actor, "model.delete", Some(tenant), &target, json!({}));
-        Ok(())
+        let (platform, actor) = (self.clone(), actor.clone());
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.pool
+            .run(move || -> Result<()> {
+                platform.registry.delete_model(&tenant, &name, version)?;
+                tracing::info!(tenant, model = name, version, "model deleted");
+                let target = version.map_or_else(|| name.clone(), |v| format!("{name}@{v}"));
+                platform.record(&actor, "model.delete", Some(&tenant), &target, json!({}));
+                Ok(())
+            })
+            .await?
     }
 
     /// Stores the owner's card of model `name`.
@@ -221,30 +231,23 @@ impl Platform {
         tenant: &str,
         wasm: Bytes,
     ) -> Result<ComponentRecord> {
-        let (platform, t) = (self.clone(), tenant.to_string());
-        let record = self
-            .pool
+        let (platform, actor, tenant) = (self.clone(), actor.clone(), tenant.to_string());
+        self.pool
             .run(move || -> Result<ComponentRecord> {
                 // Compile first: an invalid component is refused before anything is stored.
                 let (_component, artifact) = platform.host.compile(&wasm)?;
                 let registry = &platform.registry;
-                let mut writer = registry.blob_writer(&t)?;
+                let mut writer = registry.blob_writer(&tenant)?;
                 writer.write(&wasm)?;
                 let blob = writer.finish()?;
-                let record = registry.put_component(&t, blob)?;
-                registry.put_artifact(&t, &record.digest, platform.host.fingerprint(), &artifact)?;
+                let record = registry.put_component(&tenant, blob)?;
+                registry.put_artifact(&tenant, &record.digest, platform.host.fingerprint(), &artifact)?;
+                let (digest, size_bytes) = (&record.digest, record.size_bytes);
+                tracing::info!(tenant, digest, size_bytes, "component uploaded");
+                platform.record(&actor, "component.upload", Some(&tenant), digest, json!({ "size_bytes": size_bytes }));
                 Ok(record)
             })
-            .await??;
-        tracing::info!(tenant, digest = %record.digest, size_bytes = record.size_bytes, "component uploaded");
-        self.record(
-            actor,
-            "component.upload",
-            Some(tenant),
-            &record.digest,
-            json!({ "size_bytes": record.size_bytes }),
-        );
-        Ok(record)
+            .await?
     }
 
     /// Deploys (or redeploys) a function; its warm state, if any, is dropped so the next request
@@ -346,23 +349,25 @@ impl ModelUpload {
     /// nothing. Functions that follow the model's latest version go cold, so that their next
     /// request picks the new version up.
     pub async fn finish(mut self) -> Result<ModelVersion> {
-        self.flush().await?;
+        if !self.pending.is_empty() {
+            self.flush().await?;
+        }
         let writer = self.writer.take().ok_or_else(|| Error::internal("the upload's writer is gone"))?;
-        let (platform, tenant, name) = (self.platform.clone(), self.tenant.clone(), self.name.clone());
-        let version =
-            self.platform.pool.run(move || commit_model(&platform.registry, &tenant, &name, writer)).await??;
-        let (p, tenant, name) = (&self.platform, &self.tenant, &self.name);
-        p.scaler.model_changed(tenant, name);
-        tracing::info!(
-            tenant,
-            model = name,
-            version = version.version,
-            size_bytes = version.size_bytes,
-            "model uploaded"
-        );
-        let detail = json!({ "sha256": version.sha256, "size_bytes": version.size_bytes });
-        p.record(&self.actor, "model.upload", Some(tenant), &version.label(), detail);
-        Ok(version)
+        let platform = self.platform.clone();
+        let (actor, tenant, name) = (self.actor.clone(), self.tenant.clone(), self.name.clone());
+        // The commit and its follow-ups in one job: they happen even if the request goes away.
+        self.platform
+            .pool
+            .run(move || -> Result<ModelVersion> {
+                let version = commit_model(&platform.registry, &tenant, &name, writer)?;
+                platform.scaler.model_changed(&tenant, &name);
+                let (v, size_bytes) = (version.version, version.size_bytes);
+                tracing::info!(tenant, model = name, version = v, size_bytes, "model uploaded");
+                let detail = json!({ "sha256": version.sha256, "size_bytes": version.size_bytes });
+                platform.record(&actor, "model.upload", Some(&tenant), &version.label(), detail);
+                Ok(version)
+            })
+            .await?
     }
 }
 

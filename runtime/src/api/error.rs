@@ -130,7 +130,7 @@ mod tests {
             (Error::Forbidden, 403, "forbidden"),
             (Error::Suspended("acme".into()), 403, "forbidden"),
             (Error::not_found("no model"), 404, "not_found"),
-            (Error::MethodNotAllowed(http::Method::PATCH), 405, "invalid_request"),
+            (Error::MethodNotAllowed("PATCH".into()), 405, "invalid_request"),
             (Error::invalid("bad"), 400, "invalid_request"),
             (Error::PayloadTooLarge(10), 413, "payload_too_large"),
             (Error::rate_limited("slow down", 3), 429, "rate_limited"),

@@ -165,7 +165,7 @@ async fn dispatch(
     }
     let Found::Route(route, params) = &found else {
         return Err(match found {
-            Found::MethodNotAllowed => Error::MethodNotAllowed(request.method().clone()),
+            Found::MethodNotAllowed => Error::MethodNotAllowed(request.method().to_string()),
             _ => Error::not_found("no such route"),
         });
     };

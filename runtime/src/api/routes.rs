@@ -1,7 +1,7 @@
 //! The routes of the HTTP contract, declared once.
 //!
 //! [`ROUTES`] gives each route's method, path pattern, who may call it and its handler.
-//! [`super::handle`] dispatches with it; the OpenAPI check (`tests/tests/openapi.rs`) compares it
+//! [`super::handle`] dispatches with it; the contract check (`tests/tests/contract.rs`) compares it
 //! with `docs/openapi.json`, and the README's route table is [`markdown_table`] of it (checked by
 //! a test), so no list is kept by hand anywhere else.
 //!

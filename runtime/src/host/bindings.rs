@@ -1,4 +1,5 @@
-//! Host bindings of the function world (`wit/world.wit`): the one `bindgen!` of the runtime.
+//! Host bindings of the function world (`wit/world.wit`, `maas:function@0.2.0`), and of the
+//! previous version (`wit/compat/`, 0.1.0) that components built before the change import.
 //! The `types` interface maps onto [`super::wit`], so tensors, datatypes and signatures are
 //! maas's own types on both sides of the call.
 
@@ -9,7 +10,18 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "handler",
-    with: { "maas:function/types": crate::host::wit },
+    with: { "maas:function/types": crate::host::wit::v0_2 },
 });
+
+/// `maas:function@0.1.0`: the same world with an inference error case (`busy`) the platform
+/// never produced. Linked beside the current one ([`super::compat`]), so that components built
+/// against it still run.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/compat/maas-function-0.1.0.wit",
+        world: "handler",
+        with: { "maas:function/types": crate::host::wit::v0_1 },
+    });
+}
 
 pub use maas::function::inference::{Error as InferError, Signature as WitSignature};

@@ -25,6 +25,7 @@
 //! ```
 
 mod bindings;
+mod compat;
 mod epoch;
 mod state;
 pub mod wit;
@@ -134,6 +135,9 @@ impl Host {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
         bindings::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+        // Components built against the previous world import it by its version.
+        bindings::v0_1::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -283,6 +287,19 @@ mod tests {
             let InvalidComponent(why) = host.compile(bad).unwrap_err();
             assert!(why.contains("not a valid component"), "{why}");
         }
+    }
+
+    #[test]
+    fn answers_http_cannot_carry_are_caught() {
+        let answer = |status: u16, name: &str, value: &str| Response {
+            status,
+            headers: vec![(name.into(), value.into())],
+            body: vec![],
+        };
+        assert!(answer(200, "x-ok", "fine").check().is_ok());
+        assert!(answer(42, "x-ok", "fine").check().unwrap_err().contains("status 42"));
+        assert!(answer(200, "bad name", "v").check().unwrap_err().contains("header name"));
+        assert!(answer(200, "x-ok", "line\nbreak").check().unwrap_err().contains("value"));
     }
 
     /// `describe` crosses the component boundary as maas's own types (`bindgen!` maps the

@@ -121,7 +121,7 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-impl super::wit::Host for HostState {}
+impl super::wit::v0_2::Host for HostState {}
 
 impl maas::function::config::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {

@@ -1,11 +1,12 @@
 //! The Rust types of the function world's `types` interface (`wit/world.wit`).
 //!
-//! `bindgen!` maps the whole interface onto this module (`with`), so the host's bindings use
-//! maas's own [`Datatype`] and [`TensorSpec`] (as `tensor-info`) rather than generated twins that
-//! would need converting. The records here derive wasmtime's component traits; `bindgen!` checks
-//! them against the WIT when the host links a guest.
+//! `bindgen!` maps the whole interface onto this module (`with`: [`v0_2`], and [`v0_1`] for the
+//! previous world), so the host's bindings use maas's own [`Datatype`] and
+//! [`TensorSpec`](maas_types::TensorSpec) (as `tensor-info`) rather than generated twins that would
+//! need converting. The records here derive wasmtime's component traits; wasmtime checks them
+//! against a guest's imports when the host links it.
 
-use wasmtime::component::{ComponentType, HasData, Lift, Linker, Lower};
+use wasmtime::component::{ComponentType, Lift, Lower};
 
 pub use maas_types::{Datatype, TensorSpec as TensorInfo};
 
@@ -51,24 +52,57 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// The interface's host trait: it has no functions, only types.
-pub trait Host {}
-
-impl<H: Host + ?Sized> Host for &mut H {}
-
-/// The interface's host trait for functions that take the store: none either.
-pub trait HostWithStore<T>: HasData {}
-
-impl<H: ?Sized + HasData, T> HostWithStore<T> for H {}
-
-/// Defines the interface's (empty) instance in `linker`, so that components importing its
-/// types link; `bindgen!`'s `add_to_linker` calls it as it would its own.
-pub fn add_to_linker<T, D>(linker: &mut Linker<T>, _host_getter: fn(&mut T) -> D::Data<'_>) -> wasmtime::Result<()>
-where
-    D: HostWithStore<T>,
-    for<'a> D::Data<'a>: Host,
-    T: 'static,
-{
-    linker.instance("maas:function/types@0.2.0")?;
-    Ok(())
+impl Response {
+    /// Why HTTP cannot carry this answer (a status outside 100–999, a header name or value that
+    /// is not valid), if it cannot: the guest's fault, reported as a trap-like failure.
+    pub fn check(&self) -> Result<(), String> {
+        http::StatusCode::from_u16(self.status).map_err(|_| format!("an invalid status {}", self.status))?;
+        for (name, value) in &self.headers {
+            http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("an invalid header name {name:?}"))?;
+            http::HeaderValue::from_str(value).map_err(|_| format!("an invalid value for header {name:?}"))?;
+        }
+        Ok(())
+    }
 }
+
+/// What `bindgen!` expects of a module it maps an interface onto: the interface's types, its
+/// (empty: it has no functions) host traits, and the `add_to_linker` that defines its instance,
+/// so that components importing its types link. One module per version of the world.
+macro_rules! types_interface {
+    ($module:ident, $instance:literal) => {
+        #[doc = concat!("`", $instance, "`, mapped onto maas's own types.")]
+        pub mod $module {
+            use wasmtime::component::{HasData, Linker};
+
+            pub use super::{Datatype, Request, Response, Tensor, TensorInfo};
+
+            /// The interface's host trait: it has no functions, only types.
+            pub trait Host {}
+
+            impl<H: Host + ?Sized> Host for &mut H {}
+
+            /// The interface's host trait for functions that take the store: none either.
+            pub trait HostWithStore<T>: HasData {}
+
+            impl<H: ?Sized + HasData, T> HostWithStore<T> for H {}
+
+            /// Defines the interface's (empty) instance in `linker`; `bindgen!`'s
+            /// `add_to_linker` calls it as it would its own.
+            pub fn add_to_linker<T, D>(
+                linker: &mut Linker<T>,
+                _host_getter: fn(&mut T) -> D::Data<'_>,
+            ) -> wasmtime::Result<()>
+            where
+                D: HostWithStore<T>,
+                for<'a> D::Data<'a>: Host,
+                T: 'static,
+            {
+                linker.instance($instance)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+types_interface!(v0_2, "maas:function/types@0.2.0");
+types_interface!(v0_1, "maas:function/types@0.1.0");

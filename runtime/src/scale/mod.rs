@@ -18,6 +18,16 @@ mod wake;
 
 pub use wake::Warm;
 
+/// A function's warm state as a request got it.
+pub struct Woken {
+    /// The state.
+    pub warm: Arc<Warm>,
+    /// Whether the request found the function cold (it waited for a cold start).
+    pub cold: bool,
+    /// Whether this request ran that cold start (at most one of the requests that waited).
+    pub woke: bool,
+}
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -239,9 +249,9 @@ impl Scaler {
         Ok(Running { slot: slot.clone(), scaler: Arc::downgrade(self), _permit: permit })
     }
 
-    /// The function's warm state and whether this request found it cold; a cold function
-    /// wakes ([`wake`]) on the bounded pool.
-    pub async fn warm(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<(Arc<Warm>, bool)> {
+    /// The function's warm state, and whether this request found it cold or woke it; a cold
+    /// function wakes ([`wake`]) on the bounded pool.
+    pub async fn warm(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Woken> {
         self.warm_with(slot, |record| {
             let scaler = self.clone();
             async move {
@@ -254,25 +264,25 @@ impl Scaler {
 
     /// [`Scaler::warm`] with `wake` building the state: it runs at most once at a time per
     /// function, and requests that wait for it share what it built.
-    pub(crate) async fn warm_with<F, Fut>(&self, slot: &Arc<Slot>, wake: F) -> Result<(Arc<Warm>, bool)>
+    pub(crate) async fn warm_with<F, Fut>(&self, slot: &Arc<Slot>, wake: F) -> Result<Woken>
     where
         F: FnOnce(Arc<FunctionRecord>) -> Fut,
         Fut: std::future::Future<Output = Result<Warm>>,
     {
         if let Some(warm) = slot.warm_state() {
-            return Ok((warm, false));
+            return Ok(Woken { warm, cold: false, woke: false });
         }
         let _waking = slot.waking.lock().await;
         // Someone else may have finished waking it while we waited.
         if let Some(warm) = slot.warm_state() {
-            return Ok((warm, true));
+            return Ok(Woken { warm, cold: true, woke: false });
         }
         let warm = Arc::new(wake(slot.record()).await?);
         slot.cold_starts.fetch_add(1, Ordering::Relaxed);
         slot.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
         *slot.warm.lock().expect("slot lock") = Some(warm.clone());
         self.turned_warm.notify_one();
-        Ok((warm, true))
+        Ok(Woken { warm, cold: true, woke: true })
     }
 
     /// Number of warm functions.

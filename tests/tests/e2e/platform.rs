@@ -81,6 +81,26 @@ fn custom_component_ranks_labels() {
     }
 }
 
+/// A component built against the previous function world (`maas:function@0.1.0`, before the
+/// never-produced `busy` error was dropped) still uploads, links and runs inference.
+#[test]
+fn components_built_for_the_previous_world_still_run() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    upload(&admin, "acme", "mlp", &models::mlp(3));
+    let digest = upload_component(&admin, "acme", "maas_fn_compat");
+    let r = deploy(&admin, "acme", "old", json!({ "component": digest, "models": { "model": "mlp" } }));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = admin.get("/fn/acme/old");
+    assert_eq!((r.status, String::from_utf8_lossy(&r.body).as_ref()), (200, "1 FP32 1"));
+    // Its errors arrive in its own vocabulary: no model under the alias.
+    let r = deploy(&admin, "acme", "bare", json!({ "component": digest }));
+    assert_eq!(r.status, 201);
+    let r = admin.get("/fn/acme/bare");
+    assert_eq!(r.status, 500);
+    assert!(String::from_utf8_lossy(&r.body).contains("names no model"), "{}", String::from_utf8_lossy(&r.body));
+}
+
 #[test]
 fn symbolic_batch_serves_batch_1_and_8() {
     let server = TestServer::start();
