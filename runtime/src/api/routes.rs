@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use http::{Method, Response};
 
@@ -248,12 +248,70 @@ pub enum Found {
     NotFound,
 }
 
+/// A route's pattern, split once: its segments and whether it ends in `{rest}`.
+struct Pattern {
+    segments: Vec<Segment>,
+    tail: bool,
+}
+
+enum Segment {
+    Literal(&'static str),
+    Param(&'static str),
+}
+
+impl Pattern {
+    fn new(path: &'static str) -> Self {
+        let fixed = path.strip_suffix("/{rest}");
+        let segments = fixed
+            .unwrap_or(path)
+            .trim_start_matches('/')
+            .split('/')
+            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => Segment::Param(name),
+                None => Segment::Literal(s),
+            })
+            .collect();
+        Pattern { segments, tail: fixed.is_some() }
+    }
+
+    /// The parameters of this pattern in `segments`, if it matches. Allocates only for a
+    /// match: it runs for every route on every request.
+    fn matches(&self, segments: &[&str]) -> Option<Params> {
+        let count = self.segments.len();
+        // Trailing slashes are ignored, except in the tail.
+        let segments = if self.tail { segments } else { trim_trailing(segments) };
+        let fits = if self.tail { segments.len() > count } else { segments.len() == count };
+        let pairs = || self.segments.iter().zip(segments.iter());
+        if !fits
+            || !pairs().all(|(want, got)| match want {
+                Segment::Literal(literal) => literal == got,
+                Segment::Param(_) => !got.is_empty(),
+            })
+        {
+            return None;
+        }
+        let mut params: Vec<(&'static str, String)> = pairs()
+            .filter_map(|(want, got)| match want {
+                Segment::Param(name) => Some((*name, got.to_string())),
+                Segment::Literal(_) => None,
+            })
+            .collect();
+        if self.tail {
+            params.push(("rest", segments[count..].join("/")));
+        }
+        Some(Params(params))
+    }
+}
+
+/// [`ROUTES`]' patterns, split on first use.
+static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| ROUTES.iter().map(|r| Pattern::new(r.path)).collect());
+
 /// The route for `method` and `path` (without the query).
 pub fn find(method: &Method, path: &str) -> Found {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let mut path_matched = false;
-    for route in ROUTES {
-        if let Some(params) = matches(route.path, &segments) {
+    for (route, pattern) in ROUTES.iter().zip(PATTERNS.iter()) {
+        if let Some(params) = pattern.matches(&segments) {
             if route.method.as_ref().is_none_or(|m| m == method) {
                 return Found::Route(route, params);
             }
@@ -261,28 +319,6 @@ pub fn find(method: &Method, path: &str) -> Found {
         }
     }
     if path_matched { Found::MethodNotAllowed } else { Found::NotFound }
-}
-
-/// The parameters of `pattern` in `segments`, if it matches. Allocates only for a match: it
-/// runs for every route on every request.
-fn matches(pattern: &'static str, segments: &[&str]) -> Option<Params> {
-    let fixed = pattern.strip_suffix("/{rest}");
-    let tail = fixed.is_some();
-    let fixed = fixed.unwrap_or(pattern);
-    let count = fixed.matches('/').count();
-    // Trailing slashes are ignored, except in the tail.
-    let segments = if tail { segments } else { trim_trailing(segments) };
-    let fits = if tail { segments.len() > count } else { segments.len() == count };
-    let wants = || fixed.trim_start_matches('/').split('/').zip(segments.iter());
-    if !fits || !wants().all(|(want, got)| if want.starts_with('{') { !got.is_empty() } else { want == *got }) {
-        return None;
-    }
-    let mut params: Vec<(&'static str, String)> =
-        wants().filter_map(|(want, got)| Some((want.strip_prefix('{')?.strip_suffix('}')?, got.to_string()))).collect();
-    if tail {
-        params.push(("rest", segments[count..].join("/")));
-    }
-    Some(Params(params))
 }
 
 fn trim_trailing<'a, 'b>(mut segments: &'a [&'b str]) -> &'a [&'b str] {
