@@ -79,9 +79,18 @@ fn io_error(e: io::Error) -> Error {
     Error::Storage(sled::Error::Io(e))
 }
 
-/// Writes a chunk file and makes its contents durable before the blob can be committed.
+/// Creates a directory of chunk files, readable by the server's user only.
+pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+/// Writes a chunk file (mode 0600) and makes its contents durable before the blob can be
+/// committed.
 fn write_chunk(path: &Path, sealed: &[u8]) -> Result<()> {
-    let mut file = std::fs::File::create(path).map_err(io_error)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io_error)?;
     file.write_all(sealed).map_err(io_error)?;
     file.sync_data().map_err(io_error)
 }
@@ -153,7 +162,7 @@ impl BlobWriter {
     fn store_chunk(&mut self, last: bool) -> Result<()> {
         let sealed = self.cipher.seal(self.id, self.stored, last, &self.buf);
         if self.stored == 0 {
-            std::fs::create_dir_all(blob_dir(&self.inner, self.id)).map_err(io_error)?;
+            create_private_dir(&blob_dir(&self.inner, self.id)).map_err(io_error)?;
         }
         write_chunk(&chunk_path(&self.inner, self.id, self.stored), &sealed)?;
         self.buf.clear();
@@ -296,7 +305,7 @@ pub(crate) fn migrate_tree_chunks(inner: &Inner) -> Result<usize> {
         let id = u64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
         let index = u32::from_be_bytes(key[8..].try_into().expect("4 bytes"));
         if dirs.insert(id) {
-            std::fs::create_dir_all(blob_dir(inner, id)).map_err(io_error)?;
+            create_private_dir(&blob_dir(inner, id)).map_err(io_error)?;
         }
         write_chunk(&chunk_path(inner, id, index), &sealed)?;
         moved += 1;

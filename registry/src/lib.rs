@@ -186,7 +186,7 @@ impl Registry {
             }
         }
         let chunks_dir = path.join("chunks");
-        std::fs::create_dir_all(&chunks_dir).map_err(|e| Error::Storage(sled::Error::Io(e)))?;
+        blob::create_private_dir(&chunks_dir).map_err(|e| Error::Storage(sled::Error::Io(e)))?;
         blob::sync_dir(path)?;
         let registry = Registry {
             inner: Arc::new(Inner {

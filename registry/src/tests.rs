@@ -1130,3 +1130,25 @@ fn energy_budget_is_optional_and_can_be_removed() {
     let bad: QuotaPatch = serde_json::from_str(r#"{"max_energy_joules_per_day": -1}"#).unwrap();
     assert!(matches!(reg.update_tenant("acme", Some(bad), None), Err(Error::InvalidRequest(_))));
 }
+
+/// Model files are readable by the server's user only: chunk files 0600 in 0700 directories.
+#[test]
+fn chunk_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, reg) = open();
+    reg.create_tenant("acme", None).unwrap();
+    upload(&reg, "acme", &data(3 * MIB, 1));
+    let mut seen = 0;
+    let mut stack = vec![dir.path().join("chunks")];
+    while let Some(path) = stack.pop() {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        if path.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "{seen} chunk files");
+}

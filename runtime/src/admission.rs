@@ -1,30 +1,50 @@
-//! Admission control per tenant: a token bucket for `rate_per_second` and a count of running
-//! invocations for `max_concurrency`. Both refuse with [`Error::RateLimited`] (a `429` with
-//! `Retry-After`) before any work is done for the request.
+//! Admission control per tenant: a token bucket for `rate_per_second` and a bounded FIFO
+//! queue ([`Lane`]) in front of `max_concurrency`. A request over the rate is refused at once
+//! with [`Error::RateLimited`] (a `429` with `Retry-After`); one over the concurrency waits its
+//! turn, and is refused only when the queue is full or its wait expired.
 //!
 //! A tenant pays one token for every request made with one of its keys and for every
-//! invocation of one of its functions (whoever calls, public functions included). The admin's
-//! own management requests are not charged: the operator is not a tenant.
+//! invocation of one of its functions by a key. Anonymous calls of public functions have a
+//! budget of their own, so that a flood of them cannot drain the owner's: a bucket per
+//! function at the tenant's rate, at most [`ANONYMOUS_PER_CLIENT`] calls in flight per client
+//! address, and at most half of the tenant's queue. The admin's own management requests are
+//! not charged: the operator is not a tenant.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use maas_types::Quota;
 
 use crate::error::{Error, Result};
+use crate::queue::{Lane, Place, Refused};
+
+/// Anonymous calls one client address may have in flight (body, queue and run), server-wide.
+pub const ANONYMOUS_PER_CLIENT: u32 = 8;
+
+/// Invocations of one tenant that may wait for one of its `max_concurrency` places, beyond
+/// what each function's own `queue_depth` allows.
+pub const TENANT_QUEUE_DEPTH: u32 = 256;
 
 /// The gates of every tenant that made a request since the server started (or since the
-/// tenant was deleted and recreated).
+/// tenant was deleted and recreated), and the budgets of anonymous callers.
 #[derive(Default)]
 pub struct Admission {
     tenants: Mutex<HashMap<String, Arc<Gate>>>,
+    /// Per public function (tenant, function): the anonymous callers' bucket.
+    anonymous: Mutex<HashMap<(String, String), Bucket>>,
+    /// Per client address: anonymous calls in flight.
+    clients: Clients,
 }
+
+/// Anonymous calls in flight per client address, shared with the tickets that hold them.
+type Clients = Arc<Mutex<HashMap<IpAddr, u32>>>;
 
 struct Gate {
     bucket: Mutex<Bucket>,
-    running: AtomicU32,
+    /// Replaced when the tenant's `max_concurrency` changes; places of the old one drain.
+    lane: Mutex<Arc<Lane>>,
 }
 
 /// A token bucket holding at most `max(1, rate)` tokens, refilled at `rate` per second.
@@ -34,6 +54,10 @@ struct Bucket {
 }
 
 impl Bucket {
+    fn full(rate: f64) -> Self {
+        Self { tokens: rate.max(1.0), refilled: Instant::now() }
+    }
+
     /// Takes one token, or says how many whole seconds until one is there.
     fn take(&mut self, rate: f64, now: Instant) -> Result<(), u64> {
         let capacity = rate.max(1.0);
@@ -49,15 +73,39 @@ impl Bucket {
     }
 }
 
-/// One running invocation of a tenant; the count goes down when it is dropped.
-pub struct TenantPermit {
-    gate: Arc<Gate>,
+/// Who an invocation is charged to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A key (of the tenant, or the admin's).
+    Keyed,
+    /// Nobody: a public function's anonymous caller, from this address when known.
+    Anonymous(Option<IpAddr>),
 }
 
-impl Drop for TenantPermit {
+/// An invocation whose rate was paid; for an anonymous caller it also holds one of the
+/// client's [`ANONYMOUS_PER_CLIENT`] places until dropped.
+pub struct Ticket {
+    caller: Caller,
+    client: Option<(IpAddr, Clients)>,
+}
+
+impl Drop for Ticket {
     fn drop(&mut self) {
-        self.gate.running.fetch_sub(1, Ordering::AcqRel);
+        if let Some((ip, clients)) = self.client.take() {
+            let mut clients = clients.lock().expect("clients lock");
+            if let Some(n) = clients.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    clients.remove(&ip);
+                }
+            }
+        }
     }
+}
+
+/// One of a tenant's `max_concurrency` places, held while the work runs.
+pub struct TenantPermit {
+    _place: Place,
 }
 
 impl Admission {
@@ -66,43 +114,105 @@ impl Admission {
         tenants
             .entry(tenant.to_string())
             .or_insert_with(|| {
-                let bucket = Bucket { tokens: quota.rate_per_second.max(1.0), refilled: Instant::now() };
-                Arc::new(Gate { bucket: Mutex::new(bucket), running: AtomicU32::new(0) })
+                Arc::new(Gate {
+                    bucket: Mutex::new(Bucket::full(quota.rate_per_second)),
+                    lane: Mutex::new(Arc::new(Lane::new(quota.max_concurrency))),
+                })
             })
             .clone()
     }
 
     /// Charges one request to `tenant`'s rate: refused when its bucket is empty.
     pub fn charge(&self, tenant: &str, quota: &Quota) -> Result<()> {
-        self.take_token(&self.gate(tenant, quota), tenant, quota)
+        let rate = quota.rate_per_second;
+        let gate = self.gate(tenant, quota);
+        let mut bucket = gate.bucket.lock().expect("bucket lock");
+        bucket.take(rate, Instant::now()).map_err(|wait| {
+            Error::rate_limited(format!("tenant {tenant} is over its rate of {rate} requests per second"), wait)
+        })
     }
 
-    /// Admits one invocation of `tenant`: charges its rate, then counts it against its
-    /// `max_concurrency` until the permit is dropped.
-    pub fn enter(&self, tenant: &str, quota: &Quota) -> Result<TenantPermit> {
-        let gate = self.gate(tenant, quota);
-        self.take_token(&gate, tenant, quota)?;
+    /// Charges an invocation of `tenant/function` by `caller`: the tenant's bucket for a key;
+    /// for an anonymous caller, the function's anonymous bucket and one of the client's places.
+    pub fn charge_invocation(&self, tenant: &str, function: &str, quota: &Quota, caller: Caller) -> Result<Ticket> {
+        let Caller::Anonymous(ip) = caller else {
+            self.charge(tenant, quota)?;
+            return Ok(Ticket { caller, client: None });
+        };
+        let client = match ip {
+            Some(ip) => {
+                let mut clients = self.clients.lock().expect("clients lock");
+                let n = clients.entry(ip).or_insert(0);
+                if *n >= ANONYMOUS_PER_CLIENT {
+                    return Err(Error::rate_limited(
+                        format!("this client already has {ANONYMOUS_PER_CLIENT} anonymous calls in flight"),
+                        1,
+                    ));
+                }
+                *n += 1;
+                Some((ip, self.clients.clone()))
+            }
+            None => None,
+        };
+        let ticket = Ticket { caller, client };
+        let rate = quota.rate_per_second;
+        let mut buckets = self.anonymous.lock().expect("anonymous lock");
+        let bucket = buckets.entry((tenant.to_string(), function.to_string())).or_insert_with(|| Bucket::full(rate));
+        bucket.take(rate, Instant::now()).map_err(|wait| {
+            Error::rate_limited(format!("anonymous calls of {tenant}/{function} are over {rate} per second"), wait)
+        })?;
+        Ok(ticket)
+    }
+
+    /// One of `tenant`'s `max_concurrency` places for work that paid its rate (`ticket`),
+    /// waiting behind earlier work when none is free: at most `depth` wait (half of it for
+    /// anonymous callers) and none longer than `wait`.
+    pub async fn enter(
+        &self,
+        tenant: &str,
+        quota: &Quota,
+        ticket: &Ticket,
+        depth: u32,
+        wait: Duration,
+    ) -> Result<TenantPermit> {
+        let lane = {
+            let gate = self.gate(tenant, quota);
+            let mut lane = gate.lane.lock().expect("lane lock");
+            if lane.limit() != quota.max_concurrency.max(1) {
+                *lane = Arc::new(Lane::new(quota.max_concurrency));
+            }
+            lane.clone()
+        };
+        let depth = match ticket.caller {
+            Caller::Keyed => depth,
+            Caller::Anonymous(_) => depth / 2,
+        };
         let limit = quota.max_concurrency;
-        let admitted = gate.running.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1));
-        if admitted.is_err() {
-            return Err(Error::rate_limited(
-                format!("tenant {tenant} already runs {limit} invocations, its max_concurrency"),
+        match lane.enter(depth, wait).await {
+            Ok(place) => Ok(TenantPermit { _place: place }),
+            Err(Refused::Full) => Err(Error::rate_limited(
+                format!("tenant {tenant} runs its max_concurrency of {limit} and its queue is full"),
                 1,
-            ));
+            )),
+            Err(Refused::Expired) => Err(Error::rate_limited(
+                format!("tenant {tenant} ran its max_concurrency of {limit} for the whole wait of {wait:?}"),
+                wait.as_secs().max(1),
+            )),
         }
-        Ok(TenantPermit { gate })
+    }
+
+    /// Charges work done in the host for `tenant` (an explanation, an audit) and takes one of
+    /// its places, queueing like a keyed invocation.
+    pub async fn enter_work(&self, tenant: &str, quota: &Quota, wait: Duration) -> Result<TenantPermit> {
+        self.charge(tenant, quota)?;
+        let ticket = Ticket { caller: Caller::Keyed, client: None };
+        self.enter(tenant, quota, &ticket, TENANT_QUEUE_DEPTH, wait).await
     }
 
     /// Forgets a deleted tenant, so that a tenant created again under its name starts afresh.
     pub fn forget(&self, tenant: &str) {
         self.tenants.lock().expect("admission lock").remove(tenant);
-    }
-
-    fn take_token(&self, gate: &Gate, tenant: &str, quota: &Quota) -> Result<()> {
-        let rate = quota.rate_per_second;
-        gate.bucket.lock().expect("bucket lock").take(rate, Instant::now()).map_err(|wait| {
-            Error::rate_limited(format!("tenant {tenant} is over its rate of {rate} requests per second"), wait)
-        })
+        self.anonymous.lock().expect("anonymous lock").retain(|(t, _), _| t != tenant);
     }
 }
 
@@ -134,17 +244,47 @@ mod tests {
         assert_eq!(bucket.take(0.1, start), Err(10));
     }
 
-    #[test]
-    fn concurrency_is_counted_until_the_permit_drops() {
+    #[tokio::test]
+    async fn concurrency_queues_then_refuses() {
         let admission = Admission::default();
         let quota = Quota { max_concurrency: 2, rate_per_second: 1000.0, ..Quota::default() };
-        let a = admission.enter("acme", &quota).unwrap();
-        let _b = admission.enter("acme", &quota).unwrap();
-        let refused = admission.enter("acme", &quota).err().unwrap();
+        let keyed = || admission.charge_invocation("acme", "f", &quota, Caller::Keyed).unwrap();
+        let ticket = keyed();
+        let wait = Duration::from_millis(20);
+        let a = admission.enter("acme", &quota, &ticket, 0, wait).await.unwrap();
+        let _b = admission.enter("acme", &quota, &ticket, 0, wait).await.unwrap();
+        // No queue: refused at once; a queue whose wait runs out: refused after it.
+        let refused = admission.enter("acme", &quota, &ticket, 0, wait).await.err().unwrap();
         assert!(matches!(refused, Error::RateLimited { retry_after: 1, .. }), "{refused}");
-        // Another tenant has its own count.
-        assert!(admission.enter("other", &quota).is_ok());
+        assert!(admission.enter("acme", &quota, &ticket, 4, wait).await.is_err());
+        // Another tenant has its own places.
+        assert!(admission.enter("other", &quota, &ticket, 0, wait).await.is_ok());
         drop(a);
-        assert!(admission.enter("acme", &quota).is_ok());
+        assert!(admission.enter("acme", &quota, &ticket, 0, wait).await.is_ok());
+    }
+
+    #[test]
+    fn anonymous_callers_have_their_own_budget() {
+        let admission = Admission::default();
+        let quota = Quota { rate_per_second: 2.0, ..Quota::default() };
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let anonymous = |ip| admission.charge_invocation("acme", "f", &quota, Caller::Anonymous(Some(ip)));
+        let tickets = [anonymous(ip).unwrap(), anonymous(ip).unwrap()];
+        assert!(anonymous(ip).is_err(), "the function's anonymous bucket is empty");
+        // The owner's keyed bucket is untouched.
+        assert!(admission.charge("acme", &quota).is_ok());
+        assert!(admission.charge("acme", &quota).is_ok());
+        drop(tickets);
+        assert!(admission.clients.lock().unwrap().is_empty(), "the client's places are given back");
+
+        // One client holds at most ANONYMOUS_PER_CLIENT calls in flight.
+        let quota = Quota { rate_per_second: 1000.0, ..Quota::default() };
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        let held: Vec<Ticket> = (0..ANONYMOUS_PER_CLIENT)
+            .map(|_| admission.charge_invocation("acme", "g", &quota, Caller::Anonymous(Some(other))).unwrap())
+            .collect();
+        assert!(admission.charge_invocation("acme", "g", &quota, Caller::Anonymous(Some(other))).is_err());
+        drop(held);
+        assert!(admission.charge_invocation("acme", "g", &quota, Caller::Anonymous(Some(other))).is_ok());
     }
 }

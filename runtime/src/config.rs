@@ -34,6 +34,9 @@ pub struct Config {
     pub max_blocking: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How long a client may send nothing of a request body it has not finished: a stalled
+    /// body fails then (`400 invalid_request`) on every route, so it holds nothing for long.
+    pub body_idle_timeout: Duration,
     /// How metered CPU time becomes energy and CO2e (`MAAS_WATTS_PER_CORE`,
     /// `MAAS_GRID_GCO2E_PER_KWH`).
     pub energy: EnergyModel,
@@ -69,6 +72,7 @@ impl Config {
             host: HostConfig::default(),
             max_blocking: (cores * 8).max(32),
             shutdown_grace: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(10),
             energy: EnergyModel::default(),
             log_filter: DEFAULT_LOG_FILTER.to_string(),
         }
@@ -122,10 +126,15 @@ pub(crate) struct Secrets {
     pub(crate) master_key: [u8; 32],
 }
 
+/// The shortest admin key accepted.
+pub const MIN_ADMIN_KEY_LEN: usize = 24;
+
 impl Secrets {
-    /// Takes the keys from the config, or from (or newly into) files in the data directory.
+    /// Takes the keys from the config, or from (or newly into) files in the data directory,
+    /// which is made private to the server's user. Weak keys and key files others may read
+    /// are refused.
     pub(crate) fn load(config: &Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
+        create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let (admin, admin_key_file) = match &config.admin_key {
             Some(key) if !key.is_empty() => (key.clone(), None),
@@ -134,21 +143,66 @@ impl Secrets {
                 (read_or_generate(&path, "maas_admin_")?, Some(path))
             }
         };
+        if admin.len() < MIN_ADMIN_KEY_LEN {
+            bail!("the admin key (MAAS_ADMIN_KEY or admin.key) must be at least {MIN_ADMIN_KEY_LEN} characters");
+        }
         let master = match &config.master_key {
             Some(key) if !key.is_empty() => key.clone(),
             _ => read_or_generate(&config.data_dir.join("master.key"), "")?,
         };
+        check_master_key(&master)?;
         Ok(Self {
             admin_key_hash: Sha256::digest(admin.as_bytes()).into(),
             admin_key_file,
+            // The key is 32 random bytes (checked above), so one hash is as good as a KDF; it
+            // is also what every earlier version derived, so stored data stays readable.
             master_key: Sha256::digest(master.as_bytes()).into(),
         })
     }
 }
 
-/// Reads a secret file, or writes a new random one with mode 0600.
+/// A master key must be 32 random bytes, written as 64 hex digits or in base64 (the generated
+/// `master.key` is hex): a passphrase would make every tenant's encryption as weak as it is.
+fn check_master_key(key: &str) -> anyhow::Result<()> {
+    use base64::Engine;
+    let key = key.trim();
+    let bytes = hex::decode(key).ok().or_else(|| base64::engine::general_purpose::STANDARD.decode(key).ok());
+    let Some(bytes) = bytes.filter(|b| b.len() == 32) else {
+        bail!(
+            "the master key (MAAS_MASTER_KEY or master.key) must be 32 random bytes as 64 hex digits or base64 \
+             (e.g. `openssl rand -hex 32`)"
+        );
+    };
+    // Random bytes have many distinct values; a pattern such as all zeros does not.
+    let distinct = bytes.iter().collect::<std::collections::HashSet<_>>().len();
+    if distinct < 12 {
+        bail!("the master key (MAAS_MASTER_KEY or master.key) is not random: {distinct} distinct bytes of 32");
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) with mode 0700 when missing; an existing one is narrowed to
+/// 0700: it holds the keys, the store and the model files.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Reads a secret file, or writes a new random one with mode 0600. An existing file that its
+/// group or others may read is refused: the secret may have leaked.
 fn read_or_generate(path: &Path, prefix: &str) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
     if path.exists() {
+        let mode = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} has mode {:o}: its group or others may read it. Make it private (chmod 600) after \
+                 checking that the key did not leak, or replace it",
+                path.display(),
+                mode & 0o777
+            );
+        }
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         return Ok(text.trim().to_string());
     }
@@ -212,6 +266,38 @@ mod tests {
         assert_eq!((config.listen, &config.data_dir), (defaults.listen, &defaults.data_dir));
         assert_eq!((config.admin_key, config.log_filter.as_str()), (None, DEFAULT_LOG_FILTER));
         assert_eq!(config.energy, EnergyModel::default());
+    }
+
+    #[test]
+    fn weak_keys_and_readable_key_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let strong = "0f".repeat(4) + &hex::encode(*b"a random-looking key: 32 bytes!!")[8..];
+        let with = |admin: Option<&str>, master: Option<&str>| {
+            let mut config = Config::new(&data);
+            config.admin_key = admin.map(str::to_string);
+            config.master_key = master.map(str::to_string);
+            Secrets::load(&config).map(|_| ()).map_err(|e| format!("{e:#}"))
+        };
+        let admin = "an-admin-key-long-enough-for-us";
+        assert_eq!(with(Some(admin), Some(&strong)), Ok(()));
+        // The data directory is private.
+        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+        for weak in ["a-master-key", "00".repeat(32).as_str(), "abcd"] {
+            assert!(with(Some(admin), Some(weak)).unwrap_err().contains("master key"), "{weak}");
+        }
+        assert!(with(Some("short"), Some(&strong)).unwrap_err().contains("at least 24"));
+        // Generated files are 0600 and accepted; widened, they are refused.
+        assert_eq!(with(None, None), Ok(()));
+        let admin_file = data.join("admin.key");
+        assert_eq!(std::fs::metadata(&admin_file).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(with(None, None).unwrap_err().contains("group or others may read it"));
+        std::fs::set_permissions(&admin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let master_file = data.join("master.key");
+        std::fs::set_permissions(&master_file, std::fs::Permissions::from_mode(0o604)).unwrap();
+        assert!(with(None, None).unwrap_err().contains("master.key has mode 604"));
     }
 
     #[test]

@@ -1,18 +1,21 @@
 //! One invocation of a function, from admission to the guest's answer, in domain terms; the
 //! API reads the request and renders the answer around it.
 //!
-//! 1. [`Platform::admit`]: the tenant's daily energy budget, its rate and concurrency
-//!    ([`crate::admission`]), the function's own concurrency ([`crate::scale`]). Refusals come
-//!    before any work, before the body is read.
-//! 2. [`Admitted::invoke`]: the request (the API's future reads the body), the warm state (a
-//!    cold start if needed), a fresh instance on the bounded pool, and metering of what it cost,
-//!    whatever the outcome.
+//! 1. [`Platform::charge`]: the tenant's daily energy budget and the caller's rate (the
+//!    tenant's for a key, the function's anonymous budget otherwise; see [`crate::admission`]).
+//!    Refused at once, before the body is read.
+//! 2. The API reads the body, under its size limit and read timeouts, holding no place yet: a
+//!    slow or stalled client keeps nobody else waiting.
+//! 3. [`Platform::admit`]: a place among the function's `max_concurrency` ([`crate::scale`])
+//!    and the tenant's, waiting in their bounded FIFO queues ([`crate::queue`]) when none is
+//!    free.
+//! 4. [`Admitted::invoke`]: the warm state (a cold start if needed), a fresh instance on the
+//!    bounded pool, and metering of what it cost, whatever the outcome.
 //!
 //! Explanations and audits, which run models in the host rather than in a function, are
 //! admitted and metered the same way through [`Platform::admit_work`].
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +23,7 @@ use maas_registry::{FunctionRecord, ModelVersion};
 use maas_types::names::validate_function_name;
 use maas_types::{ComponentRef, Limits, Manifest, ModelRef, Quota, Scale, Tenant};
 
-use crate::admission::TenantPermit;
+use crate::admission::{Caller, TENANT_QUEUE_DEPTH, TenantPermit, Ticket};
 use crate::cpu::thread_cpu;
 use crate::error::{Error, Result};
 use crate::host::{self, InvocationReport};
@@ -42,6 +45,7 @@ pub struct Admitted {
     started: Instant,
     running: Running,
     _tenant: TenantPermit,
+    _ticket: Ticket,
 }
 
 /// What an invocation produced, for the API to render.
@@ -76,14 +80,30 @@ pub struct ColdStart {
 }
 
 impl Platform {
-    /// Admits one invocation of `slot`'s function under `quota` (the function's tenant's), or
-    /// refuses it with [`Error::RateLimited`]. `started` is when the request arrived.
-    pub fn admit(self: &Arc<Self>, slot: &Arc<Slot>, quota: &Quota, started: Instant) -> Result<Admitted> {
-        let tenant = &slot.record().tenant;
-        self.meter.check_budget(&self.registry, tenant, quota)?;
-        let tenant_permit = self.admission.enter(tenant, quota)?;
-        let running = self.scaler.begin(slot)?;
-        Ok(Admitted { platform: self.clone(), slot: slot.clone(), started, running, _tenant: tenant_permit })
+    /// Charges one invocation of `slot`'s function under `quota` (the function's tenant's) to
+    /// `caller`: the tenant's energy budget and the caller's rate. Refused at once with
+    /// [`Error::RateLimited`].
+    pub fn charge(&self, slot: &Slot, quota: &Quota, caller: Caller) -> Result<Ticket> {
+        let record = slot.record();
+        self.meter.check_budget(&self.registry, &record.tenant, quota)?;
+        self.admission.charge_invocation(&record.tenant, &record.name, quota, caller)
+    }
+
+    /// Admits a charged invocation: a place among the function's concurrency, then the
+    /// tenant's, waiting in their queues when none is free. `started` is when the request
+    /// arrived.
+    pub async fn admit(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        quota: &Quota,
+        ticket: Ticket,
+        started: Instant,
+    ) -> Result<Admitted> {
+        let running = self.scaler.begin(slot).await?;
+        let record = slot.record();
+        let wait = Duration::from_millis(record.manifest.limits.queue_timeout_ms);
+        let tenant = self.admission.enter(&record.tenant, quota, &ticket, TENANT_QUEUE_DEPTH, wait).await?;
+        Ok(Admitted { platform: self.clone(), slot: slot.clone(), started, running, _tenant: tenant, _ticket: ticket })
     }
 
     /// The slot of the function that serves Open Inference Protocol requests for `version` of a
@@ -106,6 +126,7 @@ impl Platform {
             memory_mb: quota.max_memory_mb.min(OIP_MEMORY_MB),
             timeout_ms: quota.max_timeout_ms,
             max_concurrency: quota.max_concurrency,
+            ..Limits::default()
         };
         manifest.scale = Scale::default();
         self.scaler.implicit(FunctionRecord {
@@ -120,30 +141,26 @@ impl Platform {
     }
 
     /// Admits model work done in the host (an explanation, an audit) for `tenant`: its energy
-    /// budget and its concurrency, as for an invocation.
-    pub fn admit_work(self: &Arc<Self>, tenant: &Tenant) -> Result<WorkPermit> {
+    /// budget, its rate and its concurrency, as for an invocation by a key.
+    pub async fn admit_work(self: &Arc<Self>, tenant: &Tenant) -> Result<WorkPermit> {
         self.meter.check_budget(&self.registry, &tenant.name, &tenant.quota)?;
-        let permit = self.admission.enter(&tenant.name, &tenant.quota)?;
+        let wait = Duration::from_millis(Limits::default().queue_timeout_ms);
+        let permit = self.admission.enter_work(&tenant.name, &tenant.quota, wait).await?;
         Ok(WorkPermit { platform: self.clone(), tenant: tenant.name.clone(), started: Instant::now(), _permit: permit })
     }
 }
 
 impl Admitted {
-    /// Runs the invocation: `request` (which reads the body) gives the guest's request, the
-    /// function is woken if cold, and a fresh instance handles it on the pool. Metered whatever
-    /// the outcome, a refused body included.
-    pub async fn invoke<F>(self, request: F) -> Invoked
-    where
-        F: Future<Output = Result<host::Request>>,
-    {
-        let Admitted { platform, slot, started, running, _tenant: tenant } = self;
+    /// Runs the invocation: the function is woken if cold, and a fresh instance handles
+    /// `request` on the pool. Metered whatever the outcome.
+    pub async fn invoke(self, request: host::Request) -> Invoked {
+        let Admitted { platform, slot, started, running, _tenant: tenant, _ticket: ticket } = self;
         let mut sample = Sample::default();
         let mut cold_start = None;
         // The permits go into the pool job and come back with it: if the request goes away
         // while the guest runs, they are held until the guest is done, not released under it.
-        let mut permits = Some((running, tenant));
+        let mut permits = Some((running, tenant, ticket));
         let result = async {
-            let request = request.await?;
             let woken = platform.scaler.warm(&slot).await?;
             let warm = woken.warm.clone();
             if woken.woke {
@@ -184,7 +201,7 @@ impl Admitted {
             Ok(Answer { response, models, batch_rows })
         }
         .await;
-        if let Some((running, _tenant)) = permits {
+        if let Some((running, _tenant, _ticket)) = permits {
             running.finish(result.is_err());
         }
         sample.wall = started.elapsed();

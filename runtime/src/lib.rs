@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | accept | [`server`] | connections, graceful shutdown |
 //! | HTTP | [`api`] | the route table, authorization, parsing, rendering, errors → status codes |
-//! | domain | [`platform`], [`invocation`], [`scale`], [`auth`], [`admission`], [`metering`], [`config`], [`error`] | what a request does, with its limits, in the platform's own terms; its one error type |
+//! | domain | [`platform`], [`invocation`], [`scale`], [`auth`], [`admission`], [`queue`], [`metering`], [`config`], [`error`] | what a request does, with its limits, in the platform's own terms; its one error type |
 //! | engines | [`host`], [`inference`], [`trust`] | wasmtime, tract, explanations and audits |
 //! | below | [`pool`], [`cpu`], [`metrics`], `memory`, `maas-registry`, `maas-types` | the bounded pool, the CPU clock, counters, the allocator policy, the store, the wire types |
 //!
@@ -20,11 +20,13 @@
 //!    [`api::ROUTES`] and authenticates the key ([`auth`]: a [`auth::Principal`] carrying the
 //!    tenant's record);
 //! 2. the handler (`api/invoke.rs`) finds the function's [`scale::Slot`], checks the caller may
-//!    invoke it, and asks the platform to [`admit`](platform::Platform::admit) it (energy
-//!    budget, the tenant's rate and concurrency, the function's concurrency);
-//! 3. [`invocation::Admitted::invoke`] reads the body, gets the warm state from [`scale`] (a
-//!    cold start if needed), runs a fresh instance on the [`pool`] through [`host`], whose
-//!    `infer` host call runs [`inference`], and meters the CPU time ([`metering`]);
+//!    invoke it, has the platform [`charge`](platform::Platform::charge) it (energy budget, the
+//!    caller's rate), reads the body, and has the platform [`admit`](platform::Platform::admit)
+//!    it: a place among the function's and the tenant's concurrency, queued when none is free
+//!    ([`queue`]);
+//! 3. [`invocation::Admitted::invoke`] gets the warm state from [`scale`] (a cold start if
+//!    needed), runs a fresh instance on the [`pool`] through [`host`], whose `infer` host call
+//!    runs [`inference`], and meters the CPU time ([`metering`]);
 //! 4. the handler renders the guest's answer with the platform headers; any [`Error`] of any
 //!    layer becomes the contract's JSON in one place (`api/error.rs`).
 //!
@@ -55,6 +57,7 @@ pub mod metering;
 pub mod metrics;
 pub mod platform;
 pub mod pool;
+pub mod queue;
 pub mod scale;
 pub mod server;
 pub mod trust;

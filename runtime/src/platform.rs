@@ -109,6 +109,8 @@ impl Platform {
     ) -> Result<Tenant> {
         let detail = json!({ "quota": quota, "suspended": suspended });
         let tenant = self.registry.update_tenant(name, quota, suspended)?;
+        // Warm functions hold limits derived from the quota: the next request builds them anew.
+        self.scaler.tenant_changed(name);
         tracing::info!(tenant = %tenant.name, suspended = tenant.suspended, "tenant updated");
         self.record(actor, "tenant.update", Some(name), name, detail);
         Ok(tenant)

@@ -73,7 +73,7 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let (stream, _peer) = match accepted {
+                    let (stream, peer) = match accepted {
                         Ok(conn) => conn,
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
@@ -83,7 +83,8 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let platform = platform.clone();
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(api::Peer(peer));
                         let platform = platform.clone();
                         async move { Ok::<_, std::convert::Infallible>(api::handle(platform, req).await) }
                     });

@@ -20,7 +20,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// The admin key every test server runs with.
-pub const ADMIN_KEY: &str = "test-admin-key";
+pub const ADMIN_KEY: &str = "test-admin-key-of-enough-length";
+
+/// The test servers' master key: 32 bytes in hex, as the server requires (not a secret).
+pub const TEST_MASTER_KEY: &str = "5b1f0e2c9a7d4c3b8e6f1a2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69";
 
 /// The compiled guest component `name` (`maas_fn_classify`, `maas_fn_misbehave`).
 pub fn guest_wasm(name: &str) -> Vec<u8> {
@@ -56,7 +59,7 @@ impl TestServer {
         let mut config = maas_runtime::Config::new(data_dir);
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.admin_key = Some(ADMIN_KEY.into());
-        config.master_key = Some("test-master-key".into());
+        config.master_key = Some(TEST_MASTER_KEY.into());
         config.shutdown_grace = Duration::from_secs(5);
         adjust(&mut config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

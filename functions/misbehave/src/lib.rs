@@ -7,6 +7,8 @@
 //! | `trap`, `/trap` | panics: the instance traps (`500 function_trapped`) |
 //! | `loop`, `/loop` | spins forever (the timeout must stop it: `504 function_timeout`) |
 //! | `alloc`, `/alloc` | allocates and touches 1 MiB blocks until the allocator fails, which traps |
+//! | `sleep`, `/sleep` | sleeps an hour at a time, forever, in WASI's clock (the timeout must stop it) |
+//! | `headers`, `/headers` | a non-empty body under headers the platform must drop (`content-length: 0`, `set-cookie`, …) |
 //! | `echo`, `/echo` | `200 {"method", "path", "query", "headers": [[k, v]…], "body_len"}` |
 //! | anything else | `200 {"ok": true}` |
 
@@ -25,6 +27,16 @@ impl Handler for Misbehave {
             "trap" => panic!("misbehave: trap requested"),
             "loop" => spin(),
             "alloc" => exhaust_memory(),
+            "sleep" => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
+            "headers" => Response::new(200, "text/plain", "a body the framing headers lie about")
+                .with_header("content-length", "0")
+                .with_header("transfer-encoding", "chunked")
+                .with_header("connection", "close")
+                .with_header("set-cookie", "session=theirs; Path=/")
+                .with_header("x-maas-energy-uj", "0")
+                .with_header("x-kept", "yes"),
             "echo" => Response::json(
                 200,
                 &json!({

@@ -21,6 +21,8 @@ const MAX_CONFIG_KEY: usize = 256;
 const MAX_CONFIG_VALUE: usize = 64 * 1024;
 const MAX_CONCURRENCY: u32 = 1024;
 const MAX_IDLE_TIMEOUT_S: u64 = 7 * 24 * 3600;
+const MAX_QUEUE_DEPTH: u32 = 4096;
+const MAX_QUEUE_TIMEOUT_MS: u64 = 600_000;
 const MAX_BATCH_SIZE: u32 = 256;
 const MAX_QUEUE_DELAY_US: u64 = 100_000;
 
@@ -100,11 +102,16 @@ pub struct Limits {
     /// Concurrent invocations of this function, 1 to 1024 (the tenant's `max_concurrency` caps the tenant's
     /// total at run time). Default 8.
     pub max_concurrency: u32,
+    /// Invocations that may wait, first in first out, for one of the function's (or its tenant's)
+    /// concurrency slots: 0 to 4096. Past it, `429`. Default 64.
+    pub queue_depth: u32,
+    /// Longest wait in that queue, ms: 0 to 600 000. Past it, `429`. Default 10 000.
+    pub queue_timeout_ms: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mb: 64, timeout_ms: 2000, max_concurrency: 8 }
+        Limits { memory_mb: 64, timeout_ms: 2000, max_concurrency: 8, queue_depth: 64, queue_timeout_ms: 10_000 }
     }
 }
 
@@ -324,6 +331,12 @@ impl Manifest {
         }
         if !(1..=MAX_CONCURRENCY).contains(&l.max_concurrency) {
             return bad(format!("limits.max_concurrency must be between 1 and {MAX_CONCURRENCY}"));
+        }
+        if l.queue_depth > MAX_QUEUE_DEPTH {
+            return bad(format!("limits.queue_depth must be at most {MAX_QUEUE_DEPTH}"));
+        }
+        if l.queue_timeout_ms > MAX_QUEUE_TIMEOUT_MS {
+            return bad(format!("limits.queue_timeout_ms must be at most {MAX_QUEUE_TIMEOUT_MS}"));
         }
         if !(1..=MAX_IDLE_TIMEOUT_S).contains(&self.scale.idle_timeout_s) {
             return bad(format!("scale.idle_timeout_s must be between 1 and {MAX_IDLE_TIMEOUT_S}"));

@@ -8,11 +8,16 @@
 //! the answer goes out. A larger one is not read: the connection closes. Neither is the body of
 //! a client that sent `Expect: 100-continue` and was never asked to continue: it sends nothing
 //! unless told to, and reading would tell it to.
+//!
+//! A body that stalls fails: nothing for the idle timeout, or, after [`RATE_GRACE`], less than
+//! [`MIN_RATE`] bytes per second on average. So a client cannot hold what a request holds
+//! while its body is read (a connection, a task, an upload's place) by sending slowly.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -29,27 +34,69 @@ type Inner = UnsyncBoxBody<Bytes, BodyError>;
 pub const DRAIN_LIMIT: u64 = 1 << 20;
 /// Longest time spent discarding them.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// The slowest average a body may arrive at, bytes per second, once [`RATE_GRACE`] has passed.
+pub const MIN_RATE: u64 = 8 << 10;
+/// How long a body may take before [`MIN_RATE`] applies.
+pub const RATE_GRACE: Duration = Duration::from_secs(10);
 
-/// A request body that returns itself to its [`Leftover`] when dropped unfinished.
+/// A request body that returns itself to its [`Leftover`] when dropped unfinished, and fails
+/// when the client stalls.
 pub struct RequestBody {
     inner: Option<Inner>,
     polled: bool,
     finished: bool,
     leftover: Leftover,
+    idle_timeout: Duration,
+    /// When the first read began, and the bytes received since.
+    started: Option<Instant>,
+    received: u64,
+    /// Fires when the client has sent nothing for `idle_timeout`.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// Why a body read failed on the server's side: the client stalled.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stalled(String);
 
 /// Where an unfinished [`RequestBody`] goes when dropped, with whether it was ever read.
 #[derive(Clone, Default)]
-pub struct Leftover(Arc<Mutex<Option<(Inner, bool)>>>);
+pub struct Leftover(Arc<Mutex<Rest>>);
+
+#[derive(Default)]
+struct Rest {
+    /// The unread body and whether it was ever polled.
+    body: Option<(Inner, bool)>,
+    /// A body was given up on (it stalled): the connection cannot carry another request.
+    abandoned: bool,
+}
 
 impl RequestBody {
-    /// Wraps `body`; an unread rest ends up in `leftover`.
-    pub fn new<B>(body: B, leftover: Leftover) -> Self
+    /// Wraps `body`, which fails after `idle_timeout` without data; an unread rest ends up
+    /// in `leftover`.
+    pub fn new<B>(body: B, leftover: Leftover, idle_timeout: Duration) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BodyError>,
     {
-        Self { inner: Some(body.map_err(Into::into).boxed_unsync()), polled: false, finished: false, leftover }
+        Self {
+            inner: Some(body.map_err(Into::into).boxed_unsync()),
+            polled: false,
+            finished: false,
+            leftover,
+            idle_timeout,
+            started: None,
+            received: 0,
+            idle: None,
+        }
+    }
+
+    fn stall(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        // Not worth draining: the client is not sending.
+        self.finished = true;
+        self.inner = None;
+        self.leftover.0.lock().expect("leftover lock").abandoned = true;
+        Poll::Ready(Some(Err(Box::new(Stalled(why)))))
     }
 }
 
@@ -61,9 +108,29 @@ impl Body for RequestBody {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         this.polled = true;
+        let started = *this.started.get_or_insert_with(Instant::now);
         let polled = Pin::new(inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.finished = true;
+        match &polled {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.finished = true,
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle = None;
+                this.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+                let elapsed = started.elapsed();
+                if elapsed > RATE_GRACE && this.received < MIN_RATE * elapsed.as_secs() {
+                    let why = format!(
+                        "the request body arrived at less than {MIN_RATE} bytes per second ({} bytes in {elapsed:.0?})",
+                        this.received
+                    );
+                    return this.stall(why);
+                }
+            }
+            Poll::Pending => {
+                let timeout = this.idle_timeout;
+                let idle = this.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if idle.as_mut().poll(cx).is_ready() {
+                    return this.stall(format!("the client sent nothing of the request body for {timeout:?}"));
+                }
+            }
         }
         polled
     }
@@ -83,20 +150,39 @@ impl Drop for RequestBody {
             && !self.finished
             && !inner.is_end_stream()
         {
-            *self.leftover.0.lock().expect("leftover lock") = Some((inner, self.polled));
+            self.leftover.0.lock().expect("leftover lock").body = Some((inner, self.polled));
         }
     }
 }
 
 impl Leftover {
     /// Reads and discards what the handler left unread, when it is small enough and the
-    /// client is sending it (`expects_continue`: it waits to be asked).
-    pub async fn drain(&self, expects_continue: bool) {
-        let Some((body, polled)) = self.0.lock().expect("leftover lock").take() else { return };
-        if body.size_hint().lower() > DRAIN_LIMIT || (expects_continue && !polled) {
-            return;
+    /// client is sending it (`expects_continue`: it waits to be asked). Returns whether the
+    /// connection can carry another request: false when part of the body stays unread.
+    pub async fn drain(&self, expects_continue: bool) -> bool {
+        let (rest, abandoned) = {
+            let mut rest = self.0.lock().expect("leftover lock");
+            (rest.body.take(), rest.abandoned)
+        };
+        let Some((body, polled)) = rest else { return !abandoned };
+        if expects_continue && !polled {
+            // The client sends nothing unless asked: nothing is left on the connection.
+            return true;
+        }
+        if body.size_hint().lower() > DRAIN_LIMIT {
+            return false;
         }
         let mut limited = http_body_util::Limited::new(body, DRAIN_LIMIT as usize);
-        let _ = tokio::time::timeout(DRAIN_TIME, async { while let Some(Ok(_)) = limited.frame().await {} }).await;
+        let drained = tokio::time::timeout(DRAIN_TIME, async {
+            loop {
+                match limited.frame().await {
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => return false,
+                    None => return true,
+                }
+            }
+        })
+        .await;
+        drained.unwrap_or(false)
     }
 }

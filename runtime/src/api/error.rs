@@ -84,8 +84,15 @@ impl From<Error> for ApiError {
             Error::Trust(e @ TrustError::DeadlineExceeded) => Self::new(C::FunctionTimeout, e.to_string()),
             Error::Trust(other) => Self::internal(other),
             Error::Invoke(e @ InvokeError::Timeout(_)) => Self::new(C::FunctionTimeout, e.to_string()),
-            Error::Invoke(e @ (InvokeError::Trapped(_) | InvokeError::MemoryLimit { .. })) => {
-                Self::new(C::FunctionTrapped, e.to_string())
+            // What the guest wrote and its backtrace go to the log only: any caller, anonymous
+            // ones included, would read them otherwise.
+            Error::Invoke(InvokeError::Trapped(detail)) => {
+                tracing::warn!(%detail, "the function trapped");
+                Self::new(C::FunctionTrapped, "the function trapped")
+            }
+            Error::Invoke(InvokeError::MemoryLimit { limit_mb, detail }) => {
+                tracing::warn!(%detail, limit_mb, "the function hit its memory limit");
+                Self::new(C::FunctionTrapped, format!("the function exceeded its memory limit of {limit_mb} MiB"))
             }
             // The host had no room for another instance: try again shortly.
             Error::Invoke(e) => Self { retry_after: Some(1), ..Self::new(C::RateLimited, e.to_string()) },

@@ -8,11 +8,12 @@ use http_body_util::Full;
 
 use super::body::RequestBody;
 use super::response::{Body, Stamp};
-use super::{Call, read_body};
+use super::{Call, Peer, read_body};
+use crate::admission::Caller;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::host;
-use crate::invocation::{Admitted, ColdStart, Invoked};
+use crate::invocation::{ColdStart, Invoked};
 use crate::platform::Platform;
 
 pub(super) async fn invoke(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
@@ -43,32 +44,35 @@ pub(super) async fn invoke(platform: Arc<Platform>, call: Call) -> Result<Respon
     if owner.suspended {
         return Err(Error::Suspended(owner.name));
     }
-    let admitted = platform.admit(&slot, &owner.quota, call.started)?;
+    let caller = match &call.principal {
+        Principal::Anonymous => Caller::Anonymous(call.request.extensions().get::<Peer>().map(|peer| peer.0.ip())),
+        _ => Caller::Keyed,
+    };
+    let ticket = platform.charge(&slot, &owner.quota, caller)?;
     let rest = format!("/{}", call.params.get("rest"));
-    Ok(render(run(admitted, call.request, rest, owner.quota.max_request_bytes).await))
+    // The body is read before the function's place is taken: a slow client holds none.
+    let request = guest_request(call.request, rest, owner.quota.max_request_bytes).await?;
+    let admitted = platform.admit(&slot, &owner.quota, ticket, call.started).await?;
+    Ok(render(admitted.invoke(request).await))
 }
 
-/// Runs an admitted invocation: the body (at most `limit` bytes) and the request the guest
-/// sees, with `path` as its path.
-pub(super) async fn run(admitted: Admitted, request: Request<RequestBody>, path: String, limit: u64) -> Invoked {
-    admitted
-        .invoke(async move {
-            let (parts, body) = request.into_parts();
-            let body = read_body(Request::from_parts(parts.clone(), body), limit).await?;
-            Ok(host::Request {
-                method: parts.method.to_string(),
-                path,
-                query: parts.uri.query().unwrap_or_default().to_string(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .filter(|(name, _)| *name != http::header::AUTHORIZATION)
-                    .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-                    .collect(),
-                body: body.to_vec(),
-            })
-        })
-        .await
+/// The request as the guest sees it, with `path` as its path: the body read whole (at most
+/// `limit` bytes, decompressed), the headers but `Authorization`.
+pub(super) async fn guest_request(request: Request<RequestBody>, path: String, limit: u64) -> Result<host::Request> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(Request::from_parts(parts.clone(), body), limit).await?;
+    Ok(host::Request {
+        method: parts.method.to_string(),
+        path,
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != http::header::AUTHORIZATION)
+            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        body: body.to_vec(),
+    })
 }
 
 /// The function's answer (or the error that stood in for it), with what the platform headers
@@ -109,7 +113,33 @@ fn server_timing(parts: ColdStart) -> String {
     )
 }
 
-/// Turns the guest's response into an HTTP response, refusing what HTTP cannot carry.
+/// Headers a guest may not set, dropped from its answer:
+/// - the framing and hop-by-hop headers: the server frames the body itself, and a guest's
+///   `content-length: 0` before a non-empty body would desynchronise a keep-alive connection
+///   (behind a pooling proxy, one tenant could then answer another's requests);
+/// - `set-cookie`: every tenant's functions share one origin, so a cookie one sets would be
+///   sent to all the others.
+///
+/// The platform's own `x-maas-*` headers are dropped too: only the platform stamps them.
+const DROPPED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "set-cookie",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether the guest's header `name` (lower case) reaches the client.
+fn allowed(name: &HeaderName) -> bool {
+    !DROPPED_HEADERS.contains(&name.as_str()) && !name.as_str().starts_with("x-maas-")
+}
+
+/// Turns the guest's response into an HTTP response, refusing what HTTP cannot carry and
+/// dropping what the guest may not say ([`DROPPED_HEADERS`]).
 fn to_http(r: host::Response) -> Result<Response<Body>> {
     let status =
         StatusCode::from_u16(r.status).map_err(|_| Error::BadResponse(format!("an invalid status {}", r.status)))?;
@@ -120,7 +150,39 @@ fn to_http(r: host::Response) -> Result<Response<Body>> {
             .map_err(|_| Error::BadResponse(format!("an invalid header name {name:?}")))?;
         let value = HeaderValue::from_str(&value)
             .map_err(|_| Error::BadResponse(format!("an invalid value for header {name:?}")))?;
-        response.headers_mut().append(header, value);
+        if allowed(&header) {
+            response.headers_mut().append(header, value);
+        }
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_cookies_and_platform_headers_from_a_guest_are_dropped() {
+        let headers = [
+            ("Content-Length", "0"),
+            ("transfer-encoding", "chunked"),
+            ("Connection", "keep-alive"),
+            ("upgrade", "h2c"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("set-cookie", "session=stolen; Path=/"),
+            ("x-maas-energy-uj", "0"),
+            ("content-type", "text/plain"),
+            ("x-custom", "kept"),
+        ];
+        let answer = host::Response {
+            status: 200,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: b"hello".to_vec(),
+        };
+        let response = to_http(answer).unwrap();
+        let mut names: Vec<&str> = response.headers().keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-type", "x-custom"]);
+    }
 }

@@ -48,6 +48,11 @@ use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 
+/// The address of the client a request came from, put in the request's extensions by the
+/// server (in-process callers have none).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// One request as a handler sees it.
 pub struct Call {
     /// Who is calling.
@@ -110,27 +115,33 @@ where
     let leftover = Leftover::default();
     let expects_continue =
         req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let req = req.map(|body| RequestBody::new(body, leftover.clone()));
+    let idle_timeout = platform.config.body_idle_timeout;
+    let req = req.map(|body| RequestBody::new(body, leftover.clone(), idle_timeout));
     let call = dispatch(&platform, found, req, request_id.clone(), started).instrument(span.clone()).await;
     let mut response = call.unwrap_or_else(|e| ApiError::from(e).into_response());
     // A refusal decided before the body was read: let the client finish sending a small one,
     // so that it reads this answer rather than a broken pipe.
-    leftover.drain(expects_continue).await;
+    if !leftover.drain(expects_continue).await {
+        // Part of the body stays unread, so hyper closes the connection after this answer:
+        // say so, rather than let the client find out on its next request.
+        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
-    // Metered work says what to stamp; an invocation refused before it reached its function
-    // (no key, another tenant's, no such function) gets the headers too, with no energy.
+    // Metered work says what to stamp. An invocation refused before it reached its function
+    // gets the headers too, with no energy, except a 401/403/404: its timing would tell a
+    // private function from a missing one.
+    let status = response.status();
     let stamp = response.extensions_mut().remove::<Stamp>();
     match stamp {
         Some(stamp) => response::stamp(response.headers_mut(), &stamp, started.elapsed()),
-        None if invocation => {
+        None if invocation && !matches!(status.as_u16(), 401 | 403 | 404) => {
             let refused = Stamp { cold_start: Some(false), ..Stamp::default() };
             response::stamp(response.headers_mut(), &refused, started.elapsed());
         }
         None => {}
     }
-    let status = response.status();
     platform.metrics.request(status.as_u16());
     span.record("status", status.as_u16());
     span.record("duration_us", started.elapsed().as_micros() as u64);

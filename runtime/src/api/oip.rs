@@ -15,6 +15,7 @@ use maas_types::oip::{Live, ModelMetadata, ModelReady, Ready, ServerMetadata};
 
 use super::response::{Body, ok};
 use super::{Call, invoke};
+use crate::admission::Caller;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 
@@ -88,7 +89,9 @@ pub(super) async fn infer(platform: Arc<Platform>, call: Call) -> Result<Respons
     let tenant = key_tenant(&call)?.clone();
     let found = model_version(&platform, &tenant.name, &call)?;
     let slot = platform.oip_slot(&tenant, &found);
-    let admitted = platform.admit(&slot, &tenant.quota, call.started)?;
+    let ticket = platform.charge(&slot, &tenant.quota, Caller::Keyed)?;
     let path = call.request.uri().path().to_string();
-    Ok(invoke::render(invoke::run(admitted, call.request, path, tenant.quota.max_request_bytes).await))
+    let request = invoke::guest_request(call.request, path, tenant.quota.max_request_bytes).await?;
+    let admitted = platform.admit(&slot, &tenant.quota, ticket, call.started).await?;
+    Ok(invoke::render(admitted.invoke(request).await))
 }

@@ -32,8 +32,8 @@ where
         None => Error::not_found(format!("no model {name:?}")),
     })?;
     // Explanations and audits run models many times: they count like invocations.
-    let permit = platform.admit_work(&tenant)?;
     let body = read_body(call.request, tenant.quota.max_request_bytes).await?;
+    let permit = platform.admit_work(&tenant).await?;
     let deadline = Instant::now() + Duration::from_millis(tenant.quota.max_timeout_ms);
     let limits = trust::Limits { deadline: Some(deadline), ..trust::Limits::default() };
     let label = format!("{} sha256:{}", found.label(), found.sha256);
@@ -54,7 +54,12 @@ where
 
 /// The model, shared with warm functions when one holds it.
 fn load(platform: &Platform, tenant: &str, version: &ModelVersion) -> Result<Arc<LoadedModel>> {
-    let key = ModelKey { tenant: tenant.to_string(), name: version.name.clone(), version: version.version };
+    let key = ModelKey {
+        tenant: tenant.to_string(),
+        name: version.name.clone(),
+        version: version.version,
+        blob: version.blob.id,
+    };
     platform.models().get_or_load(&key, || platform.registry.read_blob(tenant, &version.blob).map_err(Error::from))
 }
 

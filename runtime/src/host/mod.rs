@@ -25,6 +25,7 @@
 //! ```
 
 mod bindings;
+mod clock;
 mod compat;
 mod epoch;
 mod state;
@@ -134,6 +135,7 @@ impl Host {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        clock::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
         bindings::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
         // Components built against the previous world import it by its version.
@@ -217,7 +219,8 @@ impl Host {
         caps: Arc<Capabilities>,
         limits: Limits,
     ) -> Result<Instance<'_>, InvokeError> {
-        let mut store = Store::new(&self.engine, HostState::new(caps, limits.memory_bytes));
+        let timeout = std::time::Duration::from_millis(limits.timeout_ms);
+        let mut store = Store::new(&self.engine, HostState::new(caps, limits.memory_bytes, timeout));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(epoch::ticks_for(limits.timeout_ms));
         store.epoch_deadline_trap();

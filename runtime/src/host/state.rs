@@ -62,7 +62,11 @@ pub struct InvocationReport {
 /// The `T` of every `Store`: fresh per request, so nothing leaks between requests.
 pub struct HostState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
+    /// When the request must be done: no clock subscription of the guest outlasts it.
+    pub(super) deadline: Instant,
+    /// The zero of the guest's monotonic clock.
+    pub(super) clock_origin: Instant,
     pub(crate) limiter: MemoryLimiter,
     caps: Arc<Capabilities>,
     pub(crate) report: InvocationReport,
@@ -70,14 +74,18 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// A state granting the guest nothing but `caps` and a memory limit of `memory_bytes`.
-    pub fn new(caps: Arc<Capabilities>, memory_bytes: usize) -> Self {
+    /// A state granting the guest nothing but `caps`, a memory limit of `memory_bytes`, and
+    /// clocks whose waits end by `timeout` from now.
+    pub fn new(caps: Arc<Capabilities>, memory_bytes: usize, timeout: Duration) -> Self {
         let stderr = CapturedStderr::default();
+        let origin = Instant::now();
         // No preopens, no environment, no network, no arguments; stdout goes nowhere.
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).monotonic_clock(super::clock::Clock { origin }).build();
         Self {
             wasi,
             table: ResourceTable::new(),
+            deadline: origin + timeout,
+            clock_origin: origin,
             limiter: MemoryLimiter { limit: memory_bytes, exceeded: false },
             caps,
             report: InvocationReport::default(),

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::{InferenceError, LoadedModel};
 
-/// Identifies one model version of one tenant.
+/// Identifies one model version of one tenant, by its stored file: a tenant deleted and
+/// created again under the same name numbers its versions from 1 again, and must never be
+/// served its namesake's models (by a request still in flight, say).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModelKey {
     /// Owning tenant.
@@ -15,6 +17,8 @@ pub struct ModelKey {
     pub name: String,
     /// Version number.
     pub version: u32,
+    /// The id of the version's file in the store: unique, never reused.
+    pub blob: u64,
 }
 
 impl fmt::Display for ModelKey {

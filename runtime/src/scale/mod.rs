@@ -5,7 +5,8 @@
 //! 1. [`Scaler::slot`] finds a function's [`Slot`] (its record and counters), loading the
 //!    record from the registry on first use; [`Scaler::deployed`], [`Scaler::removed`] and
 //!    friends keep the slots in step with the registry.
-//! 2. [`Scaler::begin`] takes one of the function's concurrency permits for a request.
+//! 2. [`Scaler::begin`] takes one of the function's concurrency places for a request, waiting
+//!    in the function's bounded queue when none is free.
 //! 3. [`Scaler::warm`] returns the warm state, building it on the bounded pool when the
 //!    function is cold (the cold start, [`wake`]: component from its stored artifact, link,
 //!    models). Concurrent requests to a cold function wait for one build: a request is held,
@@ -35,12 +36,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use maas_registry::{FunctionRecord, Registry};
 use maas_types::{FunctionState, FunctionStatus};
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::inference::ModelCache;
 use crate::pool::Pool;
+use crate::queue::{Lane, Place, Refused};
 
 /// One deployed function: its record, live counters and (when warm) its warm state.
 pub struct Slot {
@@ -48,7 +50,8 @@ pub struct Slot {
     warm: Mutex<Option<Arc<Warm>>>,
     /// Serializes cold starts of this function.
     waking: tokio::sync::Mutex<()>,
-    concurrency: Arc<Semaphore>,
+    /// `max_concurrency` places with a queue of `queue_depth` in front.
+    lane: Lane,
     in_flight: AtomicU32,
     invocations: AtomicU64,
     cold_starts: AtomicU64,
@@ -60,12 +63,12 @@ pub struct Slot {
 
 impl Slot {
     fn new(record: FunctionRecord) -> Self {
-        let permits = record.manifest.limits.max_concurrency.max(1) as usize;
+        let lane = Lane::new(record.manifest.limits.max_concurrency);
         Self {
             record: Mutex::new(Arc::new(record)),
             warm: Mutex::new(None),
             waking: tokio::sync::Mutex::new(()),
-            concurrency: Arc::new(Semaphore::new(permits)),
+            lane,
             in_flight: AtomicU32::new(0),
             invocations: AtomicU64::new(0),
             cold_starts: AtomicU64::new(0),
@@ -103,7 +106,7 @@ impl Slot {
 pub struct Running {
     slot: Arc<Slot>,
     scaler: Weak<Scaler>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _place: Place,
 }
 
 impl Running {
@@ -219,6 +222,16 @@ impl Scaler {
         self.slots.lock().expect("scaler lock").retain(|(t, _), _| t != tenant);
     }
 
+    /// A tenant's quota changed: its functions go cold, so that they wake under the new one.
+    pub fn tenant_changed(&self, tenant: &str) {
+        let slots = self.slots.lock().expect("scaler lock");
+        for ((t, _), slot) in slots.iter() {
+            if t == tenant {
+                slot.warm.lock().expect("slot lock").take();
+            }
+        }
+    }
+
     /// A new version of `model` was uploaded: functions of `tenant` naming it without a
     /// version go cold so their next request picks the new version up.
     pub fn model_changed(&self, tenant: &str, model: &str) {
@@ -231,22 +244,29 @@ impl Scaler {
         }
     }
 
-    /// Takes a concurrency permit and marks an invocation in flight, or refuses with
-    /// [`Error::RateLimited`] when the function already runs `max_concurrency` requests.
-    pub fn begin(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Running> {
-        let permit = slot.concurrency.clone().try_acquire_owned().map_err(|e| match e {
-            TryAcquireError::NoPermits | TryAcquireError::Closed => Error::rate_limited(
-                format!(
-                    "the function already runs its max_concurrency of {} requests",
-                    slot.record().manifest.limits.max_concurrency
+    /// Takes one of the function's `max_concurrency` places and marks an invocation in flight,
+    /// waiting behind earlier requests when none is free. Refused with [`Error::RateLimited`]
+    /// when `queue_depth` requests already wait or the wait passes `queue_timeout_ms`.
+    pub async fn begin(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Running> {
+        let limits = slot.record().manifest.limits.clone();
+        let wait = Duration::from_millis(limits.queue_timeout_ms);
+        let place = slot.lane.enter(limits.queue_depth, wait).await.map_err(|refused| {
+            let n = limits.max_concurrency;
+            match refused {
+                Refused::Full => Error::rate_limited(
+                    format!("the function runs its max_concurrency of {n} and {} more wait", limits.queue_depth),
+                    1,
                 ),
-                1,
-            ),
+                Refused::Expired => Error::rate_limited(
+                    format!("the function ran its max_concurrency of {n} for the whole wait of {wait:?}"),
+                    wait.as_secs().max(1),
+                ),
+            }
         })?;
         slot.in_flight.fetch_add(1, Ordering::AcqRel);
         slot.invocations.fetch_add(1, Ordering::Relaxed);
         *slot.last_invoked_at.lock().expect("slot lock") = Some(SystemTime::now());
-        Ok(Running { slot: slot.clone(), scaler: Arc::downgrade(self), _permit: permit })
+        Ok(Running { slot: slot.clone(), scaler: Arc::downgrade(self), _place: place })
     }
 
     /// The function's warm state, and whether this request found it cold or woke it; a cold

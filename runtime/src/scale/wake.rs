@@ -5,12 +5,12 @@
 //! `InstancePre`, and loads the models the manifest names through the shared [`ModelCache`].
 //! It blocks (deserializing, reading blobs, optimizing plans): the scaler runs it on the pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use maas_registry::{FunctionRecord, Registry};
-use maas_types::ComponentRef;
+use maas_types::{ComponentRef, Quota};
 use wasmtime::component::Component;
 
 use crate::cpu::thread_cpu;
@@ -58,7 +58,12 @@ pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record
         let version = registry.model_version(tenant, &reference.name, reference.version)?.ok_or_else(|| {
             Error::internal(format!("function {tenant}/{} names model {reference}, which is gone", record.name))
         })?;
-        let key = ModelKey { tenant: tenant.clone(), name: version.name.clone(), version: version.version };
+        let key = ModelKey {
+            tenant: tenant.clone(),
+            name: version.name.clone(),
+            version: version.version,
+            blob: version.blob.id,
+        };
         let model = models.get_or_load(&key, || registry.read_blob(tenant, &version.blob).map_err(Error::from))?;
         let (label, digest) = (version.label(), format!("sha256:{}", version.sha256));
         model_labels.insert(alias.clone(), format!("{label} {digest}"));
@@ -68,7 +73,8 @@ pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record
         max_batch_size: b.max_batch_size as usize,
         max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
     });
-    let caps = Arc::new(Capabilities { models: bound, config: manifest.config.clone(), batching });
+    let quota = registry.tenant(tenant)?.ok_or_else(|| Error::internal(format!("tenant {tenant} is gone")))?.quota;
+    let caps = Arc::new(Capabilities { models: bound, config: config_for(&manifest.config, &quota), batching });
     let limits =
         Limits { memory_bytes: manifest.limits.memory_mb as usize * (1 << 20), timeout_ms: manifest.limits.timeout_ms };
     let wake_time = started.elapsed();
@@ -88,6 +94,20 @@ pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record
     })
 }
 
+/// The config a function sees: its manifest's, with `max_decompressed_bytes` (how far the
+/// guest library lets a compressed body grow) at most the tenant's `max_request_bytes`, so a
+/// compressed body is held to the same limit as a plain one on every route.
+fn config_for(config: &BTreeMap<String, String>, quota: &Quota) -> BTreeMap<String, String> {
+    let mut config = config.clone();
+    let limit = quota.max_request_bytes;
+    let asked = config.get(DECOMPRESSED).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(u64::MAX);
+    config.insert(DECOMPRESSED.to_string(), asked.min(limit).to_string());
+    config
+}
+
+/// The config key of the guest library's decompression limit.
+const DECOMPRESSED: &str = "max_decompressed_bytes";
+
 /// A tenant's component from its stored artifact; compiled again (and the artifact stored)
 /// only when no artifact matches this engine, e.g. after an upgrade.
 fn load_component(host: &Host, registry: &Registry, tenant: &str, reference: &ComponentRef) -> Result<Component> {
@@ -104,4 +124,19 @@ fn load_component(host: &Host, registry: &Registry, tenant: &str, reference: &Co
     let (component, artifact) = host.compile(&wasm)?;
     registry.put_artifact(tenant, &digest, host.fingerprint(), &artifact)?;
     Ok(component)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decompression_is_held_to_the_request_limit() {
+        let quota = Quota { max_request_bytes: 1000, ..Quota::default() };
+        let with = |v: &str| BTreeMap::from([(DECOMPRESSED.to_string(), v.to_string())]);
+        assert_eq!(config_for(&BTreeMap::new(), &quota)[DECOMPRESSED], "1000");
+        assert_eq!(config_for(&with("10"), &quota)[DECOMPRESSED], "10");
+        assert_eq!(config_for(&with("99999"), &quota)[DECOMPRESSED], "1000");
+        assert_eq!(config_for(&with("junk"), &quota)[DECOMPRESSED], "1000");
+    }
 }

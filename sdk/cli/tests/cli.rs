@@ -348,7 +348,7 @@ fn serve_reads_its_environment() {
         .env("MAAS_LISTEN", "127.0.0.1:0")
         .env("MAAS_DATA", data.path())
         .env("MAAS_ADMIN_KEY", ADMIN_KEY)
-        .env("MAAS_MASTER_KEY", "a master key from the environment")
+        .env("MAAS_MASTER_KEY", maas_tests::TEST_MASTER_KEY)
         .env("MAAS_LOG", "warn")
         .env("MAAS_WATTS_PER_CORE", "7.5")
         .env("MAAS_GRID_GCO2E_PER_KWH", "120")

@@ -1,0 +1,129 @@
+//! What one tenant (or anonymous caller) can do to the server's own work, and what must hold
+//! for everyone else meanwhile: stalled bodies, bursts beyond a function's concurrency, and
+//! answers to bodies the server did not read.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use maas_tests::{TestServer, models};
+use serde_json::{Value, json};
+
+use super::*;
+
+fn mlp_request(seed: u64) -> Value {
+    oip_request("input", &[1, 100], &models::seeded_input(seed, &[1, 100]))
+}
+
+/// Opens a connection and sends a request's head plus `sent` of the `declared` body bytes.
+fn stall(server: &TestServer, path: &str, declared: usize, sent: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: maas\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(sent).unwrap();
+    stream
+}
+
+/// Everything the server sends on `stream` until it closes it (or 30 s pass).
+fn read_answer(mut stream: TcpStream) -> String {
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Idle anonymous connections to a public function, each having sent one byte of its body,
+/// take nothing the owner needs: the owner's invocations and `/v2` calls are served while
+/// they stall. One client address holds at most 8 anonymous calls; the rest are refused at
+/// once. Each stalled body then fails with `400` and `Connection: close`.
+#[test]
+fn stalled_anonymous_bodies_do_not_lock_the_owner_out() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(temp.path(), |c| c.body_idle_timeout = Duration::from_secs(2));
+    let admin = tenant(&server, "acme");
+    upload(&admin, "acme", "mlp", &models::mlp(1));
+    let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" }, "public": true,
+                           "limits": { "max_concurrency": 2 } });
+    assert_eq!(deploy(&admin, "acme", "f", manifest).status, 201);
+    let key = admin.post_json("/v1/tenants/acme/keys", &json!({ "role": "invoker" })).json()["key"].clone();
+    let owner = server.client(key.as_str().unwrap());
+    assert_eq!(owner.post_json("/fn/acme/f", &mlp_request(1)).status, 200, "warm");
+
+    let stalled: Vec<TcpStream> = (0..16).map(|_| stall(&server, "/fn/acme/f", 1000, b"{")).collect();
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    for seed in 0..5 {
+        let r = owner.post_json("/fn/acme/f", &mlp_request(seed));
+        assert_eq!(
+            r.status,
+            200,
+            "the owner's call while anonymous bodies stall: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let r = owner.post_json("/v2/models/mlp/infer", &mlp_request(seed));
+        assert_eq!(
+            r.status,
+            200,
+            "the owner's /v2 call while anonymous bodies stall: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "the owner waited: {:?}", started.elapsed());
+
+    let answers: Vec<String> = stalled.into_iter().map(read_answer).collect();
+    let status = |a: &String| a.get(9..12).unwrap_or_default().to_string();
+    let timed_out: Vec<&String> = answers.iter().filter(|a| status(a) == "400").collect();
+    let refused = answers.iter().filter(|a| status(a) == "429").count();
+    assert_eq!((timed_out.len(), refused), (8, 8), "{answers:#?}");
+    for answer in timed_out {
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.contains("connection: close"), "{answer}");
+        assert!(lower.contains("sent nothing of the request body"), "{answer}");
+    }
+}
+
+/// An answer given without reading a large body says `Connection: close`, since the server
+/// closes the connection after it.
+#[test]
+fn early_answers_to_unread_bodies_say_connection_close() {
+    let server = TestServer::start();
+    for path in ["/fn/nobody/f", "/v1/tenants"] {
+        let answer = read_answer(stall(&server, path, 1_200_000, b"{"));
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.starts_with("http/1.1 4"), "{answer}");
+        assert!(lower.contains("connection: close"), "{path}: {answer}");
+    }
+}
+
+/// 32 clients at once against a function with `max_concurrency` 2: all are served, the
+/// rest waiting their turn in the function's queue; with `queue_depth` 0 the excess is refused.
+#[test]
+fn bursts_queue_instead_of_being_refused() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    admin.patch_json("/v1/tenants/acme", &json!({ "quota": { "rate_per_second": 10000.0 } }));
+    upload(&admin, "acme", "mlp", &models::mlp(1));
+    let queued = json!({ "component": "builtin:tensor", "models": { "model": "mlp" },
+                         "limits": { "max_concurrency": 2 } });
+    let strict = json!({ "component": "builtin:tensor", "models": { "model": "mlp" },
+                         "limits": { "max_concurrency": 1, "queue_depth": 0 } });
+    assert_eq!(deploy(&admin, "acme", "queued", queued).status, 201);
+    assert_eq!(deploy(&admin, "acme", "strict", strict).status, 201);
+    let burst = |function: &'static str| -> Vec<u16> {
+        let calls: Vec<_> = (0..32)
+            .map(|seed| {
+                let client = admin.clone();
+                thread::spawn(move || client.post_json(&format!("/fn/acme/{function}"), &mlp_request(seed)).status)
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    };
+    let statuses = burst("queued");
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let statuses = burst("strict");
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 200 || s == 429), "{statuses:?}");
+}
