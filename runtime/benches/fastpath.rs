@@ -49,7 +49,7 @@ fn time_n(warmup: usize, calls: usize, mut f: impl FnMut()) -> (f64, f64) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let model = Arc::new(LoadedModel::load(&models::mlp(42))?);
+    let model = Arc::new(LoadedModel::load(&models::mlp(42), u64::MAX)?);
     let input = models::seeded_input(1, &[1, 100]);
     let raw = RawTensor {
         name: "input".into(),
@@ -149,11 +149,11 @@ fn main() -> anyhow::Result<()> {
     });
     let mlp = models::mlp(42);
     let (model_us, _) = time_n(3, 50, || {
-        std::hint::black_box(LoadedModel::load(&mlp).unwrap());
+        std::hint::black_box(LoadedModel::load(&mlp, u64::MAX).unwrap());
     });
     let mut first_runs: Vec<f64> = (0..50)
         .map(|_| {
-            let fresh = LoadedModel::load(&mlp).unwrap();
+            let fresh = LoadedModel::load(&mlp, u64::MAX).unwrap();
             let started = Instant::now();
             std::hint::black_box(fresh.run(vec![raw.clone()]).unwrap());
             started.elapsed().as_secs_f64() * 1e6

@@ -171,6 +171,7 @@ impl Platform {
             tenant: tenant.name.clone(),
             name: name.to_string(),
             room,
+            max_tensor_bytes: tenant.quota.max_memory_bytes(),
             received: 0,
             pending: Vec::new(),
             writer: Some(writer),
@@ -311,6 +312,8 @@ pub struct ModelUpload {
     tenant: String,
     name: String,
     room: UploadRoom,
+    /// The most one tensor of the model may hold: the tenant's `max_memory_mb`.
+    max_tensor_bytes: u64,
     received: u64,
     /// Bytes not yet handed to the writer.
     pending: Vec<u8>,
@@ -357,11 +360,12 @@ impl ModelUpload {
         let writer = self.writer.take().ok_or_else(|| Error::internal("the upload's writer is gone"))?;
         let platform = self.platform.clone();
         let (actor, tenant, name) = (self.actor.clone(), self.tenant.clone(), self.name.clone());
+        let max_tensor_bytes = self.max_tensor_bytes;
         // The commit and its follow-ups in one job: they happen even if the request goes away.
         self.platform
             .pool
             .run(move || -> Result<ModelVersion> {
-                let version = commit_model(&platform.registry, &tenant, &name, writer)?;
+                let version = commit_model(&platform.registry, &tenant, &name, writer, max_tensor_bytes)?;
                 platform.scaler.model_changed(&tenant, &name);
                 let (v, size_bytes) = (version.version, version.size_bytes);
                 tracing::info!(tenant, model = name, version = v, size_bytes, "model uploaded");
@@ -384,14 +388,20 @@ impl Drop for ModelUpload {
 
 /// Finishes the blob, loads it with tract (the validation) and commits the version; a refused
 /// file is discarded. Runs on the pool.
-fn commit_model(registry: &Registry, tenant: &str, name: &str, writer: BlobWriter) -> Result<ModelVersion> {
+fn commit_model(
+    registry: &Registry,
+    tenant: &str,
+    name: &str,
+    writer: BlobWriter,
+    max_tensor_bytes: u64,
+) -> Result<ModelVersion> {
     let blob = writer.finish()?;
     let commit = || -> Result<ModelVersion> {
         if blob.size == 0 {
             return Err(crate::inference::InferenceError::InvalidModel("the model file is empty".into()).into());
         }
         let bytes = registry.read_blob(tenant, &blob)?;
-        let model = LoadedModel::load(&bytes)?;
+        let model = LoadedModel::load(&bytes, max_tensor_bytes)?;
         let signature = model.signature();
         let (inputs, outputs): (Vec<TensorSpec>, Vec<TensorSpec>) =
             (signature.inputs.clone(), signature.outputs.clone());

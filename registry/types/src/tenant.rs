@@ -74,6 +74,11 @@ pub const MAX_MEMORY_MB: u32 = 4096;
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 impl Quota {
+    /// `max_memory_mb` in bytes: the most a function's memory, and one tensor of a model, may be.
+    pub fn max_memory_bytes(&self) -> u64 {
+        u64::from(self.max_memory_mb) << 20
+    }
+
     /// Returns this quota with the fields `patch` sets replaced, validated.
     pub fn patched(&self, patch: &QuotaPatch) -> Result<Quota, Error> {
         let mut q = self.clone();

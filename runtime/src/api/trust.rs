@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderValue, Response};
 use maas_registry::ModelVersion;
-use maas_types::{ExplainRequest, FairnessRequest};
+use maas_types::{ExplainRequest, FairnessRequest, Tenant};
 
 use super::response::{Body, Stamp, ok, text};
 use super::{Call, parse_json, read_body};
@@ -38,7 +38,7 @@ where
     let limits = trust::Limits { deadline: Some(deadline), ..trust::Limits::default() };
     let label = format!("{} sha256:{}", found.label(), found.sha256);
     let worked = {
-        let (platform, tenant) = (platform.clone(), tenant.name.clone());
+        let (platform, tenant) = (platform.clone(), tenant.clone());
         permit
             .run(move || {
                 let model = load(&platform, &tenant, &found)?;
@@ -53,14 +53,15 @@ where
 }
 
 /// The model, shared with warm functions when one holds it.
-fn load(platform: &Platform, tenant: &str, version: &ModelVersion) -> Result<Arc<LoadedModel>> {
+fn load(platform: &Platform, tenant: &Tenant, version: &ModelVersion) -> Result<Arc<LoadedModel>> {
+    let (cap, tenant) = (tenant.quota.max_memory_bytes(), tenant.name.as_str());
     let key = ModelKey {
         tenant: tenant.to_string(),
         name: version.name.clone(),
         version: version.version,
         blob: version.blob.id,
     };
-    platform.models().get_or_load(&key, || platform.registry.read_blob(tenant, &version.blob).map_err(Error::from))
+    platform.models().get_or_load(&key, cap, || platform.registry.read_blob(tenant, &version.blob).map_err(Error::from))
 }
 
 fn decode(inputs: &[maas_types::InferInput]) -> Result<Vec<RawTensor>> {

@@ -312,7 +312,7 @@ mod tests {
     fn the_builtin_reads_the_signature_through_the_host() {
         let host = host();
         let pre = host.prepare(&host.builtin(Builtin::Tensor)).unwrap();
-        let model = Arc::new(LoadedModel::load(&maas_fixtures::int64_model()).unwrap());
+        let model = Arc::new(LoadedModel::load(&maas_fixtures::int64_model(), u64::MAX).unwrap());
         let bound = BoundModel { label: "m@1".into(), digest: "sha256:x".into(), model };
         let caps = Arc::new(Capabilities { models: HashMap::from([("model".into(), bound)]), ..Default::default() });
         let limits = Limits { memory_bytes: 64 << 20, timeout_ms: 5000 };

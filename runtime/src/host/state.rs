@@ -145,12 +145,12 @@ impl maas::function::inference::Host for HostState {
         let result = match self.caps.batching {
             Some(policy) => {
                 let own_rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(0);
-                let (result, rows) = bound.model.run_batched(inputs, policy);
+                let (result, rows) = bound.model.run_batched(inputs, policy, self.limiter.limit as u64);
                 self.report.batch_rows = self.report.batch_rows.max(rows);
                 self.report.batch_shared |= rows > own_rows;
                 result
             }
-            None => bound.model.run(inputs),
+            None => bound.model.run_within(inputs, self.limiter.limit as u64),
         };
         self.report.inference += started.elapsed();
         self.report.inference_cpu += crate::cpu::thread_cpu().saturating_sub(cpu);

@@ -38,11 +38,13 @@ pub struct ModelCache {
 }
 
 impl ModelCache {
-    /// The loaded model for `key`, loading it with `bytes` when no warm function holds it.
-    /// Runs on a blocking thread: loading parses and optimizes.
+    /// The loaded model for `key`, loading it with `bytes` (one tensor at most `max_bytes`,
+    /// see [`LoadedModel::load`]) when no warm function holds it. Runs on a blocking thread:
+    /// loading parses and optimizes.
     pub fn get_or_load<E: From<InferenceError>>(
         &self,
         key: &ModelKey,
+        max_bytes: u64,
         bytes: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Arc<LoadedModel>, E> {
         if let Some(model) = self.get(key) {
@@ -50,7 +52,7 @@ impl ModelCache {
         }
         // Loading happens outside the lock; a concurrent load of the same key is wasted work
         // but harmless, and the first one stored wins.
-        let model = Arc::new(LoadedModel::load(&bytes()?)?);
+        let model = Arc::new(LoadedModel::load(&bytes()?, max_bytes)?);
         let mut loaded = self.loaded.lock().expect("model cache lock");
         if let Some(existing) = loaded.get(key).and_then(Weak::upgrade) {
             return Ok(existing);

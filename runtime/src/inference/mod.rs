@@ -16,8 +16,14 @@
 //!
 //! Loaded models are `Arc`-shared by every warm function that names them through the
 //! [`ModelCache`]; when the last warm function lets go, the model and its plans are freed.
+//!
+//! What a model may make tract hold is bounded before tract holds it (`bounds`): the graph
+//! and every tensor it declares at load, against the tenant's `max_memory_mb`; each plan's
+//! largest step at run time, against the memory limit of the function running it. A panic
+//! inside tract is caught and becomes the error of the stage it happened in.
 
 mod batch;
+mod bounds;
 mod cache;
 mod datatype;
 mod json;
@@ -33,6 +39,7 @@ pub use maas_types::{Datatype, Signature, TensorSpec};
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
@@ -71,11 +78,38 @@ pub struct RawTensor {
     pub data: Vec<u8>,
 }
 
-type Plan = Arc<TypedRunnableModel>;
+/// An optimized plan for one set of input shapes, with what a run of it needs at least.
+struct PlanEntry {
+    runnable: Arc<TypedRunnableModel>,
+    /// Bytes of the plan's largest step (a node's inputs and outputs), and that node.
+    working_set: (u64, String),
+}
+
+type Plan = Arc<PlanEntry>;
+
+/// What tract's panic said, for the error that stands in for it.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
+/// Runs tract work, turning a panic inside it into `error(message)`.
+fn guarded<T>(
+    work: impl FnOnce() -> Result<T, InferenceError>,
+    error: impl FnOnce(String) -> InferenceError,
+) -> Result<T, InferenceError> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| Err(error(panic_message(payload))))
+}
 
 /// A parsed model, ready to plan and run, shared (`Arc`) by every function that uses it.
 pub struct LoadedModel {
     signature: Signature,
+    /// The most one tensor may hold (the tenant's `max_memory_mb`), and the default memory
+    /// limit of a run.
+    max_bytes: u64,
     /// The model as parsed, for pinning input shapes when symbols cannot be bound.
     inference: InferenceModel,
     /// Typed and decluttered with symbolic dimensions still open.
@@ -91,16 +125,30 @@ impl std::fmt::Debug for LoadedModel {
 }
 
 impl LoadedModel {
-    /// Parses and types an ONNX model. Fails with [`InferenceError::InvalidModel`] and tract's
-    /// reason when tract cannot load it; this is also the validation done at upload.
-    pub fn load(bytes: &[u8]) -> Result<Self, InferenceError> {
+    /// Parses and types an ONNX model whose tensors may hold at most `max_bytes` each. Fails
+    /// with [`InferenceError::InvalidModel`] and the reason (tract's, or the tensor past the
+    /// cap) when it cannot be served; this is also the validation done at upload.
+    pub fn load(bytes: &[u8], max_bytes: u64) -> Result<Self, InferenceError> {
+        guarded(
+            || Self::load_unguarded(bytes, max_bytes),
+            |panic| InferenceError::InvalidModel(format!("tract failed on this model: {panic}")),
+        )
+    }
+
+    fn load_unguarded(bytes: &[u8], max_bytes: u64) -> Result<Self, InferenceError> {
         let invalid = |e: TractError| InferenceError::InvalidModel(format!("{e:#}"));
-        let inference = tract_onnx::onnx().model_for_read(&mut &*bytes).map_err(invalid)?;
+        let onnx = tract_onnx::onnx();
+        let proto = onnx.proto_model_for_read(&mut &*bytes).map_err(invalid)?;
+        bounds::check_graph(&proto, max_bytes)?;
+        let inference = onnx.model_for_proto_model(&proto).map_err(invalid)?;
+        drop(proto);
         let typed = inference.clone().into_typed().and_then(|m| m.into_decluttered()).map_err(invalid)?;
+        bounds::check_facts(&typed, max_bytes)?;
         let signature = signature_of(&typed)?;
         let cap = NonZeroUsize::new(PLANS_PER_MODEL).expect("non-zero");
         let model = Self {
             signature,
+            max_bytes,
             inference,
             typed,
             plans: Mutex::new(LruCache::new(cap)),
@@ -109,7 +157,7 @@ impl LoadedModel {
         // A model whose inputs are all fixed has exactly one plan: build it now so the first
         // request does not pay for it (and so a model that cannot be optimized is refused).
         if let Some(shapes) = model.fixed_input_shapes() {
-            model.plan(&shapes)?;
+            model.plan_within(&shapes, max_bytes).map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
         }
         Ok(model)
     }
@@ -124,12 +172,18 @@ impl LoadedModel {
         self.plans.lock().expect("plans lock").len()
     }
 
-    /// Runs the model. Inputs are matched by name; every model input must be given once.
-    /// Returns every output in graph order.
+    /// Runs the model within the tenant's memory cap it was loaded with. Inputs are matched
+    /// by name; every model input must be given once. Returns every output in graph order.
     pub fn run(&self, inputs: Vec<RawTensor>) -> Result<Vec<RawTensor>, InferenceError> {
+        self.run_within(inputs, self.max_bytes)
+    }
+
+    /// Like [`run`](LoadedModel::run), for a caller whose memory limit is `limit` bytes: a
+    /// plan whose largest step needs more is refused with [`InferenceError::InvalidInput`].
+    pub fn run_within(&self, inputs: Vec<RawTensor>, limit: u64) -> Result<Vec<RawTensor>, InferenceError> {
         let ordered = self.order_and_check(inputs)?;
         let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape.clone()).collect();
-        let plan = self.plan(&shapes)?;
+        let plan = self.plan_within(&shapes, limit)?;
         self.run_plan(&plan, ordered)
     }
 
@@ -144,6 +198,7 @@ impl LoadedModel {
         &self,
         inputs: Vec<RawTensor>,
         policy: BatchPolicy,
+        limit: u64,
     ) -> (Result<Vec<RawTensor>, InferenceError>, usize) {
         let ordered = match self.order_and_check(inputs) {
             Ok(ordered) => ordered,
@@ -156,14 +211,14 @@ impl LoadedModel {
             && self.signature.inputs.iter().chain(&self.signature.outputs).all(|s| s.shape.first() == Some(&-1));
         if !batchable {
             let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape.clone()).collect();
-            return (self.plan(&shapes).and_then(|plan| self.run_plan(&plan, ordered)), rows);
+            return (self.plan_within(&shapes, limit).and_then(|plan| self.run_plan(&plan, ordered)), rows);
         }
         self.batches.run(ordered, rows, policy, &|mut inputs, merged| {
             // A call that ran alone (the usual case at low load) runs as `run` would.
             let rows = inputs[0].shape[0];
             let padded = if merged { rows.next_power_of_two().min(policy.max_batch_size) } else { rows };
             inputs.iter_mut().for_each(|input| input.pad_rows(padded));
-            let plan = self.plan(&inputs.iter().map(|t| t.shape.clone()).collect::<Vec<_>>())?;
+            let plan = self.plan_within(&inputs.iter().map(|t| t.shape.clone()).collect::<Vec<_>>(), limit)?;
             let outputs = self.run_plan(&plan, inputs)?;
             Ok(outputs
                 .into_iter()
@@ -182,7 +237,10 @@ impl LoadedModel {
                 .map_err(|e| InferenceError::InvalidInput(format!("input {}: {e}", input.name)))?;
             values.push(tensor.into_tvalue());
         }
-        let outputs = plan.run(values).map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
+        let outputs = guarded(
+            || plan.runnable.run(values).map_err(|e| InferenceError::Failed(format!("{e:#}"))),
+            |panic| InferenceError::Failed(format!("the inference engine failed: {panic}")),
+        )?;
         outputs
             .into_iter()
             .zip(&self.signature.outputs)
@@ -265,27 +323,69 @@ impl LoadedModel {
             .collect()
     }
 
-    /// The optimized plan for these concrete input shapes, from the cache or built now.
-    fn plan(&self, shapes: &[Vec<usize>]) -> Result<Plan, InferenceError> {
-        if let Some(plan) = self.plans.lock().expect("plans lock").get(shapes) {
-            return Ok(plan.clone());
+    /// The optimized plan for these concrete input shapes, from the cache or built now;
+    /// refused when a run of it needs more than `limit` bytes (or the model's own cap).
+    fn plan_within(&self, shapes: &[Vec<usize>], limit: u64) -> Result<Plan, InferenceError> {
+        let limit = limit.min(self.max_bytes);
+        let cached = self.plans.lock().expect("plans lock").get(shapes).cloned();
+        let plan = match cached {
+            Some(plan) => plan,
+            None => {
+                // Built outside the lock: optimizing can take a while and other shapes must
+                // not wait.
+                let plan = self.build_plan(shapes, limit)?;
+                self.plans.lock().expect("plans lock").put(shapes.to_vec(), plan.clone());
+                plan
+            }
+        };
+        let (needed, node) = &plan.working_set;
+        if *needed > limit {
+            return Err(bounds::too_large(shapes, *needed, node, limit));
         }
-        // Built outside the lock: optimizing can take a while and other shapes must not wait.
-        let plan = self.build_plan(shapes)?;
-        self.plans.lock().expect("plans lock").put(shapes.to_vec(), plan.clone());
         Ok(plan)
     }
 
-    fn build_plan(&self, shapes: &[Vec<usize>]) -> Result<Plan, InferenceError> {
+    fn build_plan(&self, shapes: &[Vec<usize>], limit: u64) -> Result<Plan, InferenceError> {
+        guarded(
+            || self.build_plan_unguarded(shapes, limit),
+            |panic| InferenceError::InvalidInput(format!("the model cannot run with input shapes {shapes:?}: {panic}")),
+        )
+    }
+
+    fn build_plan_unguarded(&self, shapes: &[Vec<usize>], limit: u64) -> Result<Plan, InferenceError> {
+        // The working set is measured before the shapes are bound and the plan optimized:
+        // both can make tract allocate (folding constants) or divide by a zero dimension.
+        let measured = |model: &TypedModel, values: &HashMap<Symbol, TDim>| -> TractResult<(u64, String)> {
+            let working_set = bounds::working_set(model, values)?;
+            if working_set.0 > limit {
+                let (needed, node) = &working_set;
+                anyhow::bail!(bounds::too_large(shapes, *needed, node, limit));
+            }
+            Ok(working_set)
+        };
+        let build = |(model, working_set): (TypedModel, (u64, String))| -> TractResult<Plan> {
+            let runnable = model.into_optimized()?.into_runnable()?;
+            Ok(Arc::new(PlanEntry { runnable, working_set }))
+        };
         // First choice: the declared shapes with their symbols bound to this request's sizes.
-        let bound = self.bind_symbols(shapes).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable());
+        let bound = self.symbol_values(shapes).and_then(|values| {
+            let working_set = measured(&self.typed, &values)?;
+            build((self.typed.set_symbols(&values)?, working_set))
+        });
         match bound {
             Ok(plan) => Ok(plan),
+            Err(first) if first.downcast_ref::<InferenceError>().is_some() => Err(into_inference_error(first)),
             Err(first) => {
                 // Fallback: pin every input to the request's shape and type the model again.
                 // Some graphs only type with concrete shapes.
-                let pinned = self.pin_shapes(shapes).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable());
+                let pinned = self.pin_shapes(shapes).and_then(|m| m.into_typed()).and_then(|model| {
+                    let working_set = measured(&model, &HashMap::default())?;
+                    build((model, working_set))
+                });
                 pinned.map_err(|e| {
+                    if e.downcast_ref::<InferenceError>().is_some() {
+                        return into_inference_error(e);
+                    }
                     InferenceError::InvalidInput(format!(
                         "the model cannot run with input shapes {shapes:?}: {e:#} (with symbols bound: {first:#})"
                     ))
@@ -294,7 +394,8 @@ impl LoadedModel {
         }
     }
 
-    fn bind_symbols(&self, shapes: &[Vec<usize>]) -> TractResult<TypedModel> {
+    /// The values `shapes` give the model's symbols.
+    fn symbol_values(&self, shapes: &[Vec<usize>]) -> TractResult<HashMap<Symbol, TDim>> {
         let mut values = HashMap::default();
         for (ix, shape) in shapes.iter().enumerate() {
             let fact = self.typed.input_fact(ix)?;
@@ -312,7 +413,7 @@ impl LoadedModel {
                 }
             }
         }
-        self.typed.set_symbols(&values)
+        Ok(values)
     }
 
     fn pin_shapes(&self, shapes: &[Vec<usize>]) -> TractResult<InferenceModel> {
@@ -321,6 +422,14 @@ impl LoadedModel {
             model.set_input_fact(ix, InferenceFact::dt_shape(spec.datatype.to_tract(), shape.as_slice()))?;
         }
         Ok(model)
+    }
+}
+
+/// The [`InferenceError`] a tract error carries, when it carries one.
+fn into_inference_error(e: TractError) -> InferenceError {
+    match e.downcast::<InferenceError>() {
+        Ok(e) => e,
+        Err(e) => InferenceError::Failed(format!("{e:#}")),
     }
 }
 

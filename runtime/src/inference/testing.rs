@@ -5,7 +5,7 @@ pub use maas_fixtures::Dim;
 use super::{Datatype, LoadedModel, RawTensor};
 
 fn load(bytes: Vec<u8>) -> LoadedModel {
-    LoadedModel::load(&bytes).expect("a fixture model loads")
+    LoadedModel::load(&bytes, u64::MAX).expect("a fixture model loads")
 }
 
 /// `y = x·w + b`: input `x` FP32 `[batch, n]`, output `y` FP32 `[batch, 1]`.

@@ -52,6 +52,7 @@ pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record
     let pre = host.prepare(&component).map_err(Error::internal)?;
     let wake_component = started.elapsed();
 
+    let quota = registry.tenant(tenant)?.ok_or_else(|| Error::internal(format!("tenant {tenant} is gone")))?.quota;
     let mut bound = HashMap::new();
     let mut model_labels = HashMap::new();
     for (alias, reference) in &manifest.models {
@@ -64,7 +65,9 @@ pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record
             version: version.version,
             blob: version.blob.id,
         };
-        let model = models.get_or_load(&key, || registry.read_blob(tenant, &version.blob).map_err(Error::from))?;
+        let model = models.get_or_load(&key, quota.max_memory_bytes(), || {
+            registry.read_blob(tenant, &version.blob).map_err(Error::from)
+        })?;
         let (label, digest) = (version.label(), format!("sha256:{}", version.sha256));
         model_labels.insert(alias.clone(), format!("{label} {digest}"));
         bound.insert(alias.clone(), BoundModel { label, digest, model });
@@ -73,7 +76,6 @@ pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record
         max_batch_size: b.max_batch_size as usize,
         max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
     });
-    let quota = registry.tenant(tenant)?.ok_or_else(|| Error::internal(format!("tenant {tenant} is gone")))?.quota;
     let caps = Arc::new(Capabilities { models: bound, config: config_for(&manifest.config, &quota), batching });
     let limits =
         Limits { memory_bytes: manifest.limits.memory_mb as usize * (1 << 20), timeout_ms: manifest.limits.timeout_ms };

@@ -127,3 +127,72 @@ fn bursts_queue_instead_of_being_refused() {
     assert!(statuses.contains(&200), "{statuses:?}");
     assert!(statuses.iter().all(|&s| s == 200 || s == 429), "{statuses:?}");
 }
+
+/// A gzip body that decompresses past `max_request_bytes` is `413` on `/fn` as on `/v2`: the
+/// limit on what a body may grow to is the tenant's, on every route.
+#[test]
+fn gzip_bombs_are_413_on_every_route() {
+    use flate2::{Compression, write::GzEncoder};
+    let server = TestServer::start();
+    let admin = server.admin();
+    let quota = json!({ "max_request_bytes": 1 << 20 });
+    assert_eq!(admin.post_json("/v1/tenants", &json!({ "name": "acme", "quota": quota })).status, 201);
+    upload(&admin, "acme", "mlp", &models::mlp(1));
+    assert_eq!(
+        deploy(&admin, "acme", "f", json!({ "component": "builtin:tensor", "models": { "model": "mlp" } })).status,
+        201
+    );
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    encoder.write_all(&vec![b' '; 8 << 20]).unwrap();
+    let bomb = encoder.finish().unwrap();
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let headers = [("content-encoding", "gzip")];
+    let key = admin.post_json("/v1/tenants/acme/keys", &json!({ "role": "invoker" })).json()["key"].clone();
+    let invoker = server.client(key.as_str().unwrap());
+    for path in ["/fn/acme/f", "/v2/models/mlp/infer"] {
+        let r = invoker.send_with_headers("POST", path, &headers, Some((&bomb, "application/json")));
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"), "{path}: {body}");
+        assert!(body.contains("1048576"), "{path}: {body}");
+    }
+}
+
+/// Small models that ask tract for gigabytes, or made it panic, are refused at upload with
+/// `400 invalid_model` naming what they asked for, quickly and keeping nothing; a request of
+/// zero bytes that binds a huge dimension is `400 invalid_input`, and the server goes on.
+#[test]
+fn hostile_models_are_refused_at_upload_and_per_request() {
+    use maas_fixtures::hostile;
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    let started = Instant::now();
+    for (name, model, says) in [
+        ("cos", hostile::constant_of_shape(16384), "ConstantOfShape"),
+        ("cos-huge", hostile::constant_of_shape(1 << 20), "ConstantOfShape"),
+        ("expand", hostile::expand(), "Expand"),
+        ("topk", hostile::top_k(), "TopK"),
+        ("slice", hostile::slice_zero_step(), "step of 0"),
+        ("dangling", hostile::dangling_output(), "produced by no node"),
+    ] {
+        let r = admin.put_bytes(&format!("/v1/tenants/acme/models/{name}"), &model);
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!((r.status, r.code().as_str()), (400, "invalid_model"), "{name}: {body}");
+        assert!(body.contains(says), "{name}: {body}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(admin.get("/v1/tenants/acme/models").json(), json!({ "models": [] }));
+    assert_eq!(admin.get("/v1/tenants/acme/usage").json()["storage_bytes"], 0);
+
+    upload(&admin, "acme", "amp", &hostile::empty_input_amplifier());
+    let key = admin.post_json("/v1/tenants/acme/keys", &json!({ "role": "invoker" })).json()["key"].clone();
+    let invoker = server.client(key.as_str().unwrap());
+    let empty = json!({ "inputs": [{ "name": "x", "shape": [268435456, 0], "datatype": "FP32", "data": [] }] });
+    let r = invoker.post_json("/v2/models/amp/infer", &empty);
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_input"), "{body}");
+    assert!(body.contains("memory limit"), "{body}");
+    let fine = json!({ "inputs": [{ "name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 5] }] });
+    let r = invoker.post_json("/v2/models/amp/infer", &fine);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["outputs"][0]["data"], json!([1.5, 4.0]));
+}
