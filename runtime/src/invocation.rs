@@ -175,7 +175,7 @@ impl Admitted {
             let invoked = Instant::now();
             let (outcome, cpu, held) = platform
                 .pool
-                .run(move || {
+                .run_for(&slot.record().tenant, move || {
                     let cpu = thread_cpu();
                     let outcome = platform2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, request);
                     (outcome, thread_cpu().saturating_sub(cpu), held)
@@ -188,6 +188,14 @@ impl Admitted {
                 cold_start = Some(ColdStart { component: warm.wake_component, models: warm.wake_models, run });
             }
             add(&platform.metrics.invocations, 1);
+            if let Err(
+                host::InvokeError::Timeout(_) | host::InvokeError::Trapped(_) | host::InvokeError::MemoryLimit { .. },
+            ) = &outcome
+            {
+                // Such calls hold a core for as long as they are let: past a few, the tenant
+                // runs one call at a time (see `pool`).
+                platform.pool.strike(&slot.record().tenant);
+            }
             let (response, report): (host::Response, InvocationReport) = outcome?;
             // An answer HTTP cannot carry is the function's failure, counted as one.
             response.check().map_err(Error::BadResponse)?;
@@ -243,7 +251,7 @@ impl WorkPermit {
         // goes away first.
         let (result, cpu) = platform
             .pool
-            .run(move || {
+            .run_for(&tenant.clone(), move || {
                 let _permit = permit;
                 let cpu = thread_cpu();
                 let result = job();

@@ -189,7 +189,7 @@ impl Platform {
         let (platform, actor) = (self.clone(), actor.clone());
         let (tenant, name) = (tenant.to_string(), name.to_string());
         self.pool
-            .run(move || -> Result<()> {
+            .run_for(&tenant.clone(), move || -> Result<()> {
                 platform.registry.delete_model(&tenant, &name, version)?;
                 tracing::info!(tenant, model = name, version, "model deleted");
                 let target = version.map_or_else(|| name.clone(), |v| format!("{name}@{v}"));
@@ -236,7 +236,7 @@ impl Platform {
     ) -> Result<ComponentRecord> {
         let (platform, actor, tenant) = (self.clone(), actor.clone(), tenant.to_string());
         self.pool
-            .run(move || -> Result<ComponentRecord> {
+            .run_for(&tenant.clone(), move || -> Result<ComponentRecord> {
                 // Compile first: an invalid component is refused before anything is stored.
                 let (_component, artifact) = platform.host.compile(&wasm)?;
                 let registry = &platform.registry;
@@ -341,7 +341,7 @@ impl ModelUpload {
         let (writer, written) = self
             .platform
             .pool
-            .run(move || {
+            .run_for(&self.tenant, move || {
                 let written = writer.write(&bytes);
                 (writer, written)
             })
@@ -364,7 +364,7 @@ impl ModelUpload {
         // The commit and its follow-ups in one job: they happen even if the request goes away.
         self.platform
             .pool
-            .run(move || -> Result<ModelVersion> {
+            .run_for(&self.tenant, move || -> Result<ModelVersion> {
                 let version = commit_model(&platform.registry, &tenant, &name, writer, max_tensor_bytes)?;
                 platform.scaler.model_changed(&tenant, &name);
                 let (v, size_bytes) = (version.version, version.size_bytes);

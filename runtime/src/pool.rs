@@ -3,39 +3,234 @@
 //!
 //! tokio's blocking pool grows a thread per waiting job; this puts a bound in front of it, so
 //! that at most `size` jobs run at once and the rest wait here, as futures, not as threads.
+//!
+//! The pool is fair between tenants, in three ways:
+//!
+//! - each job waits in its tenant's lane (the platform's own work has a lane too), and a freed
+//!   slot goes to the lanes in turn, so a tenant's burst waits behind its own jobs, not in
+//!   front of everyone else's;
+//! - while another tenant has work running or waiting, a tenant runs at most as many jobs as
+//!   there are cores (alone, it may use every slot, which dynamic batching needs): the slots
+//!   outnumber the cores, and without this cap the operating system would share the cores by
+//!   thread, so the tenant with the most threads would take them;
+//! - a tenant whose work keeps failing the hard way ([`Pool::strike`]: timeouts, traps, memory
+//!   kills) is held to one running job until its strikes fade: such jobs hold a core for as
+//!   long as they are let, and once started they cannot be preempted.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 
-/// A bounded front of tokio's blocking pool. Cheap to clone; clones share the bound.
-#[derive(Clone, Debug)]
+/// The lane of the platform's own work (no tenant).
+const PLATFORM: &str = "";
+
+/// Strikes at or above which a tenant is held to one running job.
+const STRIKES_TO_CAP: f64 = 2.0;
+
+/// How fast strikes fade: they halve in this time.
+const STRIKE_HALF_LIFE: Duration = Duration::from_secs(10);
+
+/// A bounded, tenant-fair front of tokio's blocking pool. Cheap to clone; clones share it.
+#[derive(Clone)]
 pub struct Pool {
-    permits: Arc<Semaphore>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("size", &self.inner.size).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    size: usize,
+    /// What one tenant may run while others have work too: the number of cores.
+    share: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    running: usize,
+    lanes: HashMap<String, Lane>,
+    /// Lanes with waiting jobs, in the order they are served next.
+    turn: VecDeque<String>,
+}
+
+struct Lane {
+    running: usize,
+    waiting: VecDeque<oneshot::Sender<Slot>>,
+    strikes: f64,
+    struck_at: Instant,
+}
+
+impl Lane {
+    fn new() -> Self {
+        Self { running: 0, waiting: VecDeque::new(), strikes: 0.0, struck_at: Instant::now() }
+    }
+
+    /// The strikes left at `now`.
+    fn strikes(&self, now: Instant) -> f64 {
+        let halvings = now.saturating_duration_since(self.struck_at).as_secs_f64() / STRIKE_HALF_LIFE.as_secs_f64();
+        self.strikes * 0.5f64.powf(halvings)
+    }
+
+    /// How many jobs of this lane may run at once: `limit`, or one while struck.
+    fn cap(&self, limit: usize, now: Instant) -> usize {
+        if self.strikes(now) >= STRIKES_TO_CAP { 1 } else { limit }
+    }
+
+    fn active(&self) -> bool {
+        self.running > 0 || !self.waiting.is_empty()
+    }
+
+    fn idle(&self, now: Instant) -> bool {
+        self.running == 0 && self.waiting.is_empty() && self.strikes(now) < 0.01
+    }
+}
+
+/// One of the pool's slots, held by a running job; given back (and handed on) when dropped.
+struct Slot {
+    inner: Arc<Inner>,
+    lane: String,
+    /// False for a slot that never reached its job (it was counted back already).
+    armed: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut state = self.inner.state.lock().expect("pool lock");
+        state.running -= 1;
+        let now = Instant::now();
+        if let Some(lane) = state.lanes.get_mut(&self.lane) {
+            lane.running -= 1;
+            if lane.idle(now) {
+                state.lanes.remove(&self.lane);
+            }
+        }
+        self.inner.dispatch(&mut state);
+    }
+}
+
+impl State {
+    /// Whether a tenant other than `key` has work running or waiting.
+    fn contended(&self, key: &str) -> bool {
+        self.lanes.iter().any(|(other, lane)| other != key && other != PLATFORM && lane.active())
+    }
+}
+
+impl Inner {
+    /// How many jobs lane `key` may run now (before strikes).
+    fn limit(&self, state: &State, key: &str) -> usize {
+        if key != PLATFORM && state.contended(key) { self.share } else { self.size }
+    }
+
+    /// Hands free slots to waiting jobs, one lane at a time in turn.
+    fn dispatch(self: &Arc<Self>, state: &mut State) {
+        let now = Instant::now();
+        // Each pass over the turn either grants a slot or finds no lane that may take one.
+        let mut passes_without_grant = 0;
+        while state.running < self.size && !state.turn.is_empty() && passes_without_grant < state.turn.len() {
+            let key = state.turn.pop_front().expect("non-empty turn");
+            let limit = self.limit(state, &key);
+            let Some(lane) = state.lanes.get_mut(&key) else { continue };
+            if lane.waiting.is_empty() {
+                passes_without_grant = 0;
+                continue;
+            }
+            if lane.running >= lane.cap(limit, now) {
+                state.turn.push_back(key);
+                passes_without_grant += 1;
+                continue;
+            }
+            let waiter = lane.waiting.pop_front().expect("a waiter");
+            lane.running += 1;
+            let more = !lane.waiting.is_empty();
+            state.running += 1;
+            let slot = Slot { inner: self.clone(), lane: key.clone(), armed: true };
+            if let Err(mut slot) = waiter.send(slot) {
+                // The job went away while it waited: count the slot back, try again.
+                slot.armed = false;
+                state.running -= 1;
+                if let Some(lane) = state.lanes.get_mut(&key) {
+                    lane.running -= 1;
+                }
+            }
+            if more {
+                state.turn.push_back(key);
+            }
+            passes_without_grant = 0;
+        }
+    }
 }
 
 impl Pool {
-    /// A pool running at most `size` jobs at once.
+    /// A pool running at most `size` jobs at once, one tenant at most as many as the machine
+    /// has cores while other tenants have work.
     pub fn new(size: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(size.max(1))) }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_share(size, cores)
     }
 
-    /// Runs `job` on a blocking thread once one of the pool's slots is free; waiting callers
-    /// queue here, not on threads.
+    /// A pool of `size` slots whose tenants run at most `share` jobs each under contention.
+    pub fn with_share(size: usize, share: usize) -> Self {
+        let size = size.max(1);
+        let inner = Inner { size, share: share.clamp(1, size), state: Mutex::new(State::default()) };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Runs `job`, the platform's own work, on a blocking thread once a slot is free.
     pub async fn run<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let permit = self.permits.clone().acquire_owned().await.map_err(Error::internal)?;
+        self.run_for(PLATFORM, job).await
+    }
+
+    /// Runs `job`, work of `tenant`, on a blocking thread once a slot is free and it is the
+    /// tenant's turn; waiting callers queue here, not on threads.
+    pub async fn run_for<T, F>(&self, tenant: &str, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let slot = self.acquire(tenant).await?;
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _slot = slot;
             job()
         })
         .await
         .map_err(|e| Error::internal(format!("a pool job failed: {e}")))
+    }
+
+    async fn acquire(&self, tenant: &str) -> Result<Slot> {
+        let waiting = {
+            let mut state = self.inner.state.lock().expect("pool lock");
+            let now = Instant::now();
+            let free = state.running < self.inner.size;
+            let limit = self.inner.limit(&state, tenant);
+            let lane = state.lanes.entry(tenant.to_string()).or_insert_with(Lane::new);
+            if free && lane.waiting.is_empty() && lane.running < lane.cap(limit, now) {
+                lane.running += 1;
+                state.running += 1;
+                return Ok(Slot { inner: self.inner.clone(), lane: tenant.to_string(), armed: true });
+            }
+            let (sender, receiver) = oneshot::channel();
+            lane.waiting.push_back(sender);
+            if lane.waiting.len() == 1 {
+                state.turn.push_back(tenant.to_string());
+            }
+            receiver
+        };
+        waiting.await.map_err(|_| Error::internal("the pool went away"))
     }
 
     /// Runs `job` on the pool in the background, for work nobody waits on (cleaning up after
@@ -52,39 +247,132 @@ impl Pool {
         }));
     }
 
+    /// Records that a job of `tenant` failed the hard way (it ran to its timeout, trapped or
+    /// hit its memory limit). Past a few recent strikes, the tenant runs one job at a time.
+    pub fn strike(&self, tenant: &str) {
+        let mut state = self.inner.state.lock().expect("pool lock");
+        let now = Instant::now();
+        let lane = state.lanes.entry(tenant.to_string()).or_insert_with(Lane::new);
+        lane.strikes = lane.strikes(now) + 1.0;
+        lane.struck_at = now;
+    }
+
+    /// Whether `tenant` is held to one running job now.
+    pub fn is_capped(&self, tenant: &str) -> bool {
+        let state = self.inner.state.lock().expect("pool lock");
+        state.lanes.get(tenant).is_some_and(|lane| lane.cap(self.inner.size, Instant::now()) == 1)
+    }
+
     /// Slots free right now.
     pub fn available(&self) -> usize {
-        self.permits.available_permits()
+        let state = self.inner.state.lock().expect("pool lock");
+        self.inner.size - state.running
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
 
     use super::*;
 
-    #[tokio::test]
-    async fn at_most_size_jobs_run_at_once() {
-        let pool = Pool::new(2);
-        let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let jobs = (0..6).map(|_| {
-            let (pool, running, peak) = (pool.clone(), running.clone(), peak.clone());
-            tokio::spawn(async move {
-                pool.run(move || {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(20));
-                    running.fetch_sub(1, Ordering::SeqCst);
+    /// Runs `n` jobs of `tenant` that sleep `ms`, recording their start order in `starts`.
+    fn jobs(
+        pool: &Pool,
+        tenant: &'static str,
+        n: usize,
+        ms: u64,
+        starts: &Arc<Mutex<Vec<&'static str>>>,
+        running: &Arc<AtomicUsize>,
+        peak: &Arc<AtomicUsize>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..n)
+            .map(|_| {
+                let (pool, starts, running, peak) = (pool.clone(), starts.clone(), running.clone(), peak.clone());
+                tokio::spawn(async move {
+                    pool.run_for(tenant, move || {
+                        starts.lock().unwrap().push(tenant);
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(ms));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+                    .unwrap()
                 })
-                .await
             })
-        });
-        for job in jobs.collect::<Vec<_>>() {
-            job.await.unwrap().unwrap();
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_size_jobs_run_at_once() {
+        let pool = Pool::with_share(2, 2);
+        let (starts, running, peak) = Default::default();
+        for job in jobs(&pool, "a", 6, 20, &starts, &running, &peak) {
+            job.await.unwrap();
         }
         assert_eq!(peak.load(Ordering::SeqCst), 2);
         assert_eq!(pool.available(), 2);
+        assert!(pool.inner.state.lock().unwrap().lanes.is_empty(), "idle lanes are forgotten");
+    }
+
+    /// A tenant arriving behind another's burst is served at the next free slot, not after
+    /// the whole burst.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lanes_take_turns() {
+        let pool = Pool::with_share(1, 1);
+        let (starts, running, peak) = Default::default();
+        let mut all = jobs(&pool, "a", 6, 20, &starts, &running, &peak);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        all.extend(jobs(&pool, "b", 1, 1, &starts, &running, &peak));
+        for job in all {
+            job.await.unwrap();
+        }
+        let starts = starts.lock().unwrap().clone();
+        let b = starts.iter().position(|t| *t == "b").unwrap();
+        assert!(b <= 2, "b started {b}th: {starts:?}");
+    }
+
+    /// A tenant struck often runs one job at a time; others still use the whole pool.
+    /// While another tenant has work, a tenant runs at most its share of jobs; alone, it may
+    /// use every slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenant_runs_its_share_while_others_have_work() {
+        let pool = Pool::with_share(8, 2);
+        let (starts, running, peak) = Default::default();
+        for job in jobs(&pool, "a", 8, 30, &starts, &running, &peak) {
+            job.await.unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 8, "alone, every slot");
+        let (b_starts, b_running, b_peak) = Default::default();
+        let b = jobs(&pool, "b", 1, 400, &b_starts, &b_running, &b_peak);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (starts, running, peak) = Default::default();
+        for job in jobs(&pool, "a", 8, 30, &starts, &running, &peak) {
+            job.await.unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2, "with b running, a's share");
+        for job in b {
+            job.await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn struck_tenants_run_one_job_at_a_time() {
+        let pool = Pool::with_share(4, 4);
+        for _ in 0..3 {
+            pool.strike("bad");
+        }
+        assert!(pool.is_capped("bad") && !pool.is_capped("good"));
+        let (starts, running, peak) = Default::default();
+        for job in jobs(&pool, "bad", 4, 10, &starts, &running, &peak) {
+            job.await.unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 1);
+        let (starts, running, peak) = Default::default();
+        for job in jobs(&pool, "good", 4, 20, &starts, &running, &peak) {
+            job.await.unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 4);
     }
 }

@@ -12,12 +12,10 @@
 //! makes only warm calls, for 8 seconds, after the setup (which `-D` skips).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use maas_tests::{Client, TestServer, models};
+use maas_tests::bench::{ServerProcess, percentile, serve_if_child};
+use maas_tests::{Client, models};
 use serde_json::{Value, json};
 use tract_onnx::prelude::*;
 
@@ -26,94 +24,6 @@ const FUNCTIONS: usize = 100;
 /// Functions for the cold-start figures, each on its own copy of the MLP.
 const COLD: usize = 10;
 const WARM_REQUESTS: usize = 3000;
-
-/// Set in the child process that runs the server.
-const SERVE_ENV: &str = "MAAS_BENCH_SERVE";
-
-/// The server under test, in a child process (this binary again, with [`SERVE_ENV`] set), so
-/// that its RSS is the server's alone: not the load generator's threads and buffers, the raw
-/// tract plan, or code pages only the client ran.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-/// Resident memory of a process, MiB: the total, and its private (anonymous) part, which is
-/// what the server allocated (heap, stacks, pools); the rest is mapped files, mostly the
-/// executable's code pages that have run (clean, shared with the page cache).
-#[derive(Clone, Copy)]
-struct Rss {
-    total: f64,
-    anon: f64,
-}
-
-impl std::fmt::Display for Rss {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:>6.1} MiB (private {:.1} MiB)", self.total, self.anon)
-    }
-}
-
-impl Rss {
-    /// "+x% vs `label`" for the total and the private part.
-    fn against(&self, base: Rss, label: &str) -> String {
-        let pct = |a: f64, b: f64| (a / b - 1.0) * 100.0;
-        format!("{:+.1}% vs {label}, private {:+.1}%", pct(self.total, base.total), pct(self.anon, base.anon))
-    }
-}
-
-impl ServerProcess {
-    fn start() -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .env(SERVE_ENV, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting the server process");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("server address");
-        let addr = line.trim().parse().unwrap_or_else(|_| panic!("server printed {line:?}, not its address"));
-        Self { child, addr }
-    }
-
-    fn admin(&self) -> Client {
-        Client::admin_at(self.addr)
-    }
-
-    fn rss(&self) -> Rss {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let mib = |key: &str| -> f64 {
-            let kb: f64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or(0.0);
-            kb / 1024.0
-        };
-        Rss { total: mib("VmRSS:"), anon: mib("RssAnon:") }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        // Closing its stdin stops the server (which then removes its data directory).
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
-/// The child's side: serve until stdin closes.
-fn serve() {
-    let server = TestServer::start();
-    println!("{}", server.addr());
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
-    drop(server);
-}
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let ix = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[ix]
-}
 
 /// One call; returns (client wall µs, server x-maas-duration-us, cold?).
 fn call(client: &Client, path: &str, body: &Value) -> (f64, f64, bool) {
@@ -214,8 +124,8 @@ fn load(server: &ServerProcess, path: &str, clients: usize, duration: Duration, 
 }
 
 fn main() {
-    if std::env::var_os(SERVE_ENV).is_some() {
-        return serve();
+    if serve_if_child() {
+        return;
     }
     let server = ServerProcess::start();
     // Let the allocator and runtime settle before the baseline.
@@ -322,6 +232,14 @@ fn main() {
     let throughput: Vec<Load> =
         [1, 16, 64].into_iter().map(|c| load(&server, "/fn/bench/load", c, Duration::from_secs(3), &body)).collect();
 
+    // A burst past a function's concurrency queues rather than being refused: 64 clients on a
+    // function with the default `max_concurrency` 8 and its default queue.
+    let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" },
+                           "scale": { "idle_timeout_s": 1 } });
+    assert_eq!(admin.put_json("/v1/tenants/bench/functions/queued", &manifest).status, 201);
+    call(&admin, "/fn/bench/queued", &body);
+    let queued = load(&server, "/fn/bench/queued", 64, Duration::from_secs(3), &body);
+
     // The same after the load: the blocking pool and the 64 client threads (this process too)
     // have come and gone.
     wait_for_scale_to_zero(&admin);
@@ -426,6 +344,11 @@ fn main() {
             "throughput, {c:>2} concurrent clients:  {rps:>7.0} req/s   p50 {p50:>8.1} µs   p99 {p99:>8.1} µs   {errors} errors"
         );
     }
+    println!(
+        "queueing, 64 clients, max_concurrency 8: {:>7.0} req/s   p50 {:>8.1} µs   p99 {:>8.1} µs   {} errors",
+        queued.rps, queued.p50, queued.p99, queued.errors
+    );
+    assert_eq!(queued.errors, 0, "a burst past max_concurrency must queue, not be refused");
     println!("RSS before 3 functions on ~10 MB models: {rss_before_large}");
     println!("RSS with those 3 warm:                {rss_large_warm}");
     println!("RSS after they scaled to zero:        {rss_large_zero}");

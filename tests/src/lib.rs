@@ -9,6 +9,8 @@
 //! assert_eq!(created.status, 201);
 //! ```
 
+pub mod bench;
+
 pub use maas_fixtures as models;
 pub use maas_fixtures::oip_binary_body;
 
@@ -188,7 +190,8 @@ impl Client {
         Self::new(addr, Some(ADMIN_KEY.to_string()))
     }
 
-    fn new(addr: SocketAddr, key: Option<String>) -> Self {
+    /// A client of the server at `addr` with `key` (none: anonymous).
+    pub fn new(addr: SocketAddr, key: Option<String>) -> Self {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
         Self { base: format!("http://{addr}"), key, agent }
     }

@@ -122,7 +122,10 @@ fn inference(e: InferenceError) -> ApiError {
             ApiError::new(ErrorCode::InvalidModel, format!("tract cannot load this model: {m}"))
         }
         InferenceError::InvalidInput(m) => ApiError::new(ErrorCode::InvalidInput, m),
-        InferenceError::Failed(m) => ApiError::internal(format!("inference failed: {m}")),
+        e @ InferenceError::DeadlineExceeded => ApiError::new(ErrorCode::FunctionTimeout, e.to_string()),
+        // The engine failed on inputs the model accepted: the model's failure, not the
+        // platform's.
+        InferenceError::Failed(m) => ApiError::new(ErrorCode::FunctionTrapped, format!("inference failed: {m}")),
     }
 }
 

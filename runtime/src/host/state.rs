@@ -17,7 +17,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{InferError, WitSignature, maas};
 use super::wit::Tensor;
-use crate::inference::{BatchPolicy, InferenceError, LoadedModel, RawTensor};
+use crate::inference::{BatchPolicy, InferenceError, LoadedModel, RawTensor, RunLimits};
 
 /// How much of a guest's stderr is kept to explain a trap (a panic message, say).
 const STDERR_CAPTURE_BYTES: usize = 4096;
@@ -93,6 +93,11 @@ impl HostState {
         }
     }
 
+    /// What an `infer` call of this request may use: its memory limit, until its deadline.
+    fn run_limits(&self) -> RunLimits {
+        RunLimits { memory_bytes: self.limiter.limit as u64, deadline: Some(self.deadline) }
+    }
+
     fn model(&self, alias: &str) -> Result<&BoundModel, InferError> {
         self.caps.models.get(alias).ok_or_else(|| {
             let mut known: Vec<&str> = self.caps.models.keys().map(String::as_str).collect();
@@ -145,12 +150,12 @@ impl maas::function::inference::Host for HostState {
         let result = match self.caps.batching {
             Some(policy) => {
                 let own_rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(0);
-                let (result, rows) = bound.model.run_batched(inputs, policy, self.limiter.limit as u64);
+                let (result, rows) = bound.model.run_batched(inputs, policy, self.run_limits());
                 self.report.batch_rows = self.report.batch_rows.max(rows);
                 self.report.batch_shared |= rows > own_rows;
                 result
             }
-            None => bound.model.run_within(inputs, self.limiter.limit as u64),
+            None => bound.model.run_within(inputs, self.run_limits()),
         };
         self.report.inference += started.elapsed();
         self.report.inference_cpu += crate::cpu::thread_cpu().saturating_sub(cpu);

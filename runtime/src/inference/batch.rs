@@ -250,8 +250,8 @@ mod tests {
     use std::sync::Barrier;
 
     use super::*;
-    use crate::inference::Datatype;
     use crate::inference::testing::{Dim, f32_tensor, linear, mlp_batch};
+    use crate::inference::{Datatype, RunLimits};
 
     fn rows(seed: u64, n: usize) -> RawTensor {
         let data: Vec<f32> = (0..n * 100).map(|i| ((i as u64 * 7 + seed * 13) % 17) as f32 / 17.0 - 0.5).collect();
@@ -284,7 +284,7 @@ mod tests {
                         let input = rows(i as u64, 1 + i % 3);
                         let alone = model.run(vec![input.clone()]).unwrap();
                         barrier.wait();
-                        let (batched, batch_rows) = model.run_batched(vec![input], policy, u64::MAX);
+                        let (batched, batch_rows) = model.run_batched(vec![input], policy, RunLimits::NONE);
                         (alone, batched.unwrap(), batch_rows)
                     })
                 })
@@ -308,19 +308,20 @@ mod tests {
     fn calls_that_cannot_batch_run_alone() {
         let model = mlp_batch(3);
         let policy = BatchPolicy { max_batch_size: 4, max_queue_delay: Duration::from_millis(0) };
-        let (out, batch_rows) = model.run_batched(vec![rows(1, 6)], policy, u64::MAX);
+        let (out, batch_rows) = model.run_batched(vec![rows(1, 6)], policy, RunLimits::NONE);
         assert_eq!(out.unwrap()[0].shape, vec![6, 10]);
         assert_eq!(batch_rows, 6);
         let mut bad = rows(1, 1);
         bad.data.pop();
-        let (out, _) = model.run_batched(vec![bad], policy, u64::MAX);
+        let (out, _) = model.run_batched(vec![bad], policy, RunLimits::NONE);
         assert!(matches!(out, Err(InferenceError::InvalidInput(_))), "{out:?}");
 
         // `[1, 3]`: no batch dimension, so a long delay must not hold the call.
         let fixed = linear(&[1.0, 2.0, 3.0], 0.5, Dim::Fixed(1));
         let slow = BatchPolicy { max_batch_size: 16, max_queue_delay: Duration::from_secs(60) };
         let started = Instant::now();
-        let (out, batch_rows) = fixed.run_batched(vec![f32_tensor("x", &[1, 3], &[1.0, 1.0, 1.0])], slow, u64::MAX);
+        let (out, batch_rows) =
+            fixed.run_batched(vec![f32_tensor("x", &[1, 3], &[1.0, 1.0, 1.0])], slow, RunLimits::NONE);
         assert_eq!(floats(&out.unwrap()[0]), vec![6.5]);
         assert_eq!(batch_rows, 1);
         assert!(started.elapsed() < Duration::from_secs(30), "the call did not wait for a batch");

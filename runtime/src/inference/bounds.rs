@@ -296,6 +296,10 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    fn limit(memory_bytes: u64) -> super::super::RunLimits {
+        super::super::RunLimits { memory_bytes, deadline: None }
+    }
+
     fn refused(bytes: &[u8]) -> String {
         match LoadedModel::load(bytes, 512 * MIB) {
             Err(InferenceError::InvalidModel(why)) => why,
@@ -337,14 +341,31 @@ mod tests {
             vec![RawTensor { name: "x".into(), datatype: Datatype::Fp32, shape, data }]
         };
         let started = Instant::now();
-        match model.run_within(input(vec![1 << 28, 0]), 64 * MIB) {
+        match model.run_within(input(vec![1 << 28, 0]), limit(64 * MIB)) {
             Err(InferenceError::InvalidInput(why)) => assert!(why.contains("memory limit of 64.0 MiB"), "{why}"),
             other => panic!("{other:?}"),
         }
         assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
         assert_eq!(model.plan_count(), 0, "no plan kept for the refused shapes");
         // A sensible request runs.
-        let out = model.run_within(input(vec![2, 3]), 64 * MIB).unwrap();
+        let out = model.run_within(input(vec![2, 3]), limit(64 * MIB)).unwrap();
         assert_eq!(out[0].shape, vec![2, 1]);
+    }
+
+    /// A run whose caller's deadline has passed stops before its next node, reported as such.
+    #[test]
+    fn runs_stop_at_the_callers_deadline() {
+        let model = LoadedModel::load(&maas_fixtures::mlp(1), 512 * MIB).unwrap();
+        let input = vec![RawTensor {
+            name: "input".into(),
+            datatype: Datatype::Fp32,
+            shape: vec![1, 100],
+            data: vec![0u8; 400],
+        }];
+        let past = super::super::RunLimits { memory_bytes: 64 * MIB, deadline: Some(Instant::now()) };
+        assert!(matches!(model.run_within(input.clone(), past), Err(InferenceError::DeadlineExceeded)));
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        let future = super::super::RunLimits { memory_bytes: 64 * MIB, deadline: Some(later) };
+        assert_eq!(model.run_within(input, future).unwrap()[0].shape, vec![1, 10]);
     }
 }

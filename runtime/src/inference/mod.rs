@@ -41,6 +41,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use lru::LruCache;
 use tract_onnx::prelude::*;
@@ -60,9 +61,26 @@ pub enum InferenceError {
     /// The inputs do not fit the model's signature.
     #[error("{0}")]
     InvalidInput(String),
+    /// The run passed its caller's deadline and was stopped between two nodes.
+    #[error("the inference ran past the caller's deadline")]
+    DeadlineExceeded,
     /// The model ran and failed.
     #[error("{0}")]
     Failed(String),
+}
+
+/// What one caller of a run allows it.
+#[derive(Clone, Copy, Debug)]
+pub struct RunLimits {
+    /// The caller's memory limit: a plan whose largest step needs more is refused.
+    pub memory_bytes: u64,
+    /// When the caller must be done: a run past it stops before its next node.
+    pub deadline: Option<Instant>,
+}
+
+impl RunLimits {
+    /// No limit of the caller's own (the model's cap still holds).
+    pub const NONE: RunLimits = RunLimits { memory_bytes: u64::MAX, deadline: None };
 }
 
 /// One dense tensor crossing the inference boundary: little-endian, row-major bytes.
@@ -175,16 +193,17 @@ impl LoadedModel {
     /// Runs the model within the tenant's memory cap it was loaded with. Inputs are matched
     /// by name; every model input must be given once. Returns every output in graph order.
     pub fn run(&self, inputs: Vec<RawTensor>) -> Result<Vec<RawTensor>, InferenceError> {
-        self.run_within(inputs, self.max_bytes)
+        self.run_within(inputs, RunLimits::NONE)
     }
 
-    /// Like [`run`](LoadedModel::run), for a caller whose memory limit is `limit` bytes: a
-    /// plan whose largest step needs more is refused with [`InferenceError::InvalidInput`].
-    pub fn run_within(&self, inputs: Vec<RawTensor>, limit: u64) -> Result<Vec<RawTensor>, InferenceError> {
+    /// Like [`run`](LoadedModel::run), within a caller's `limits`: a plan whose largest step
+    /// needs more than its memory is refused with [`InferenceError::InvalidInput`], a run past
+    /// its deadline stops with [`InferenceError::DeadlineExceeded`].
+    pub fn run_within(&self, inputs: Vec<RawTensor>, limits: RunLimits) -> Result<Vec<RawTensor>, InferenceError> {
         let ordered = self.order_and_check(inputs)?;
         let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape.clone()).collect();
-        let plan = self.plan_within(&shapes, limit)?;
-        self.run_plan(&plan, ordered)
+        let plan = self.plan_within(&shapes, limits.memory_bytes)?;
+        self.run_plan(&plan, ordered, limits.deadline)
     }
 
     /// Like [`run`](LoadedModel::run), but the call may run in one batch with concurrent
@@ -198,8 +217,9 @@ impl LoadedModel {
         &self,
         inputs: Vec<RawTensor>,
         policy: BatchPolicy,
-        limit: u64,
+        limits: RunLimits,
     ) -> (Result<Vec<RawTensor>, InferenceError>, usize) {
+        let (limit, deadline) = (limits.memory_bytes, limits.deadline);
         let ordered = match self.order_and_check(inputs) {
             Ok(ordered) => ordered,
             Err(e) => return (Err(e), 0),
@@ -211,7 +231,7 @@ impl LoadedModel {
             && self.signature.inputs.iter().chain(&self.signature.outputs).all(|s| s.shape.first() == Some(&-1));
         if !batchable {
             let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape.clone()).collect();
-            return (self.plan_within(&shapes, limit).and_then(|plan| self.run_plan(&plan, ordered)), rows);
+            return (self.plan_within(&shapes, limit).and_then(|plan| self.run_plan(&plan, ordered, deadline)), rows);
         }
         self.batches.run(ordered, rows, policy, &|mut inputs, merged| {
             // A call that ran alone (the usual case at low load) runs as `run` would.
@@ -219,7 +239,7 @@ impl LoadedModel {
             let padded = if merged { rows.next_power_of_two().min(policy.max_batch_size) } else { rows };
             inputs.iter_mut().for_each(|input| input.pad_rows(padded));
             let plan = self.plan_within(&inputs.iter().map(|t| t.shape.clone()).collect::<Vec<_>>(), limit)?;
-            let outputs = self.run_plan(&plan, inputs)?;
+            let outputs = self.run_plan(&plan, inputs, deadline)?;
             Ok(outputs
                 .into_iter()
                 .map(|o| if padded != rows && o.shape.first() == Some(&padded) { o.rows(0..rows) } else { o })
@@ -227,8 +247,14 @@ impl LoadedModel {
         })
     }
 
-    /// Runs checked, ordered inputs on `plan`.
-    fn run_plan(&self, plan: &Plan, ordered: Vec<RawTensor>) -> Result<Vec<RawTensor>, InferenceError> {
+    /// Runs checked, ordered inputs on `plan`, node by node, stopping between two nodes once
+    /// `deadline` has passed (a node itself cannot be interrupted).
+    fn run_plan(
+        &self,
+        plan: &Plan,
+        ordered: Vec<RawTensor>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<RawTensor>, InferenceError> {
         let mut values = TVec::with_capacity(ordered.len());
         for input in ordered {
             // SAFETY: `order_and_check` verified the byte count for the datatype and that
@@ -237,10 +263,20 @@ impl LoadedModel {
                 .map_err(|e| InferenceError::InvalidInput(format!("input {}: {e}", input.name)))?;
             values.push(tensor.into_tvalue());
         }
-        let outputs = guarded(
-            || plan.runnable.run(values).map_err(|e| InferenceError::Failed(format!("{e:#}"))),
-            |panic| InferenceError::Failed(format!("the inference engine failed: {panic}")),
-        )?;
+        let run = || {
+            let mut state = plan.runnable.spawn().map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
+            let outputs = state.run_plan_with_eval(values, |context, op_state, node, inputs| {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(anyhow::Error::new(InferenceError::DeadlineExceeded));
+                }
+                tract_onnx::tract_core::plan::eval(context, op_state, node, inputs)
+            });
+            outputs.map_err(|e| match e.downcast_ref::<InferenceError>() {
+                Some(InferenceError::DeadlineExceeded) => InferenceError::DeadlineExceeded,
+                _ => InferenceError::Failed(format!("{e:#}")),
+            })
+        };
+        let outputs = guarded(run, |panic| InferenceError::Failed(format!("the inference engine failed: {panic}")))?;
         outputs
             .into_iter()
             .zip(&self.signature.outputs)

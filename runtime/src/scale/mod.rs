@@ -276,7 +276,9 @@ impl Scaler {
             let scaler = self.clone();
             async move {
                 let pool = scaler.pool.clone();
-                pool.run(move || wake::wake(&scaler.host, &scaler.registry, &scaler.models, &record)).await?
+                let tenant = record.tenant.clone();
+                pool.run_for(&tenant, move || wake::wake(&scaler.host, &scaler.registry, &scaler.models, &record))
+                    .await?
             }
         })
         .await

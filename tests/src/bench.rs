@@ -1,0 +1,126 @@
+//! What the bench binaries share: the server under test in a child process (so that its RSS
+//! is the server's alone), its memory figures, and percentiles.
+//!
+//! A bench's `main` starts with [`serve_if_child`]; [`ServerProcess::start`] runs the same
+//! binary again with [`SERVE_ENV`] set, which serves a [`TestServer`] until stdin closes.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use crate::{Client, TestServer};
+
+/// Set in the child process that runs the server.
+pub const SERVE_ENV: &str = "MAAS_BENCH_SERVE";
+
+/// In the child process a bench started: serves until stdin closes and returns true. In the
+/// bench itself: returns false at once.
+pub fn serve_if_child() -> bool {
+    if std::env::var_os(SERVE_ENV).is_none() {
+        return false;
+    }
+    let server = TestServer::start();
+    println!("{}", server.addr());
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    drop(server);
+    true
+}
+
+/// The server under test, in a child process (this binary again, with [`SERVE_ENV`] set), so
+/// that its RSS is the server's alone: not the load generator's threads and buffers, or code
+/// pages only the client ran.
+pub struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// Resident memory of a process, MiB: the total, and its private (anonymous) part, which is
+/// what the server allocated (heap, stacks, pools); the rest is mapped files, mostly the
+/// executable's code pages that have run (clean, shared with the page cache). `peak` is the
+/// high-water mark of the total since the process started.
+#[derive(Clone, Copy)]
+pub struct Rss {
+    /// `VmRSS`.
+    pub total: f64,
+    /// `RssAnon`.
+    pub anon: f64,
+    /// `VmHWM`.
+    pub peak: f64,
+}
+
+impl std::fmt::Display for Rss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:>6.1} MiB (private {:.1} MiB)", self.total, self.anon)
+    }
+}
+
+impl Rss {
+    /// "+x% vs `label`" for the total and the private part.
+    pub fn against(&self, base: Rss, label: &str) -> String {
+        let pct = |a: f64, b: f64| (a / b - 1.0) * 100.0;
+        format!("{:+.1}% vs {label}, private {:+.1}%", pct(self.total, base.total), pct(self.anon, base.anon))
+    }
+}
+
+impl ServerProcess {
+    /// Starts the server process and waits for its address.
+    pub fn start() -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .env(SERVE_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the server process");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("server address");
+        let addr = line.trim().parse().unwrap_or_else(|_| panic!("server printed {line:?}, not its address"));
+        Self { child, addr }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A client with the admin key.
+    pub fn admin(&self) -> Client {
+        Client::admin_at(self.addr)
+    }
+
+    /// The server's memory now.
+    pub fn rss(&self) -> Rss {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let mib = |key: &str| -> f64 {
+            let kb: f64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0.0);
+            kb / 1024.0
+        };
+        Rss { total: mib("VmRSS:"), anon: mib("RssAnon:"), peak: mib("VmHWM:") }
+    }
+
+    /// Whether the server process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // Closing its stdin stops the server (which then removes its data directory).
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The `p` quantile (0 to 1) of `samples`, which it sorts.
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(f64::total_cmp);
+    let ix = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[ix]
+}
