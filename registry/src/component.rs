@@ -73,6 +73,7 @@ impl Registry {
             batch.insert_json(T::Components, k, &record);
             batch.insert(T::BlobRefs, blob.id.to_be_bytes(), format!("component {tenant}/{digest}"));
             self.trees().apply(&batch)?;
+            self.adjust_totals(tenant, |totals| totals.storage_bytes += blob.size);
             Ok((record, true))
         })
     }
@@ -99,6 +100,7 @@ impl Registry {
     pub fn delete_component(&self, tenant: &str, digest: &str) -> Result<()> {
         let doomed = {
             let _w = self.inner.write_lock();
+            self.forget_totals(tenant);
             let Some(record) = self.component(tenant, digest)? else {
                 return Err(Error::NotFound(format!("component {digest:?} not found")));
             };

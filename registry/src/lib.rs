@@ -128,6 +128,9 @@ pub(crate) struct Inner {
     pending: Mutex<HashMap<u64, (String, BlobRef)>>,
     /// Where blob chunks are files ([`blob`]): `chunks/` in the store's directory.
     chunks_dir: std::path::PathBuf,
+    /// What each tenant stores, kept in step with every commit and delete (under the write
+    /// lock) so that an upload's quota checks never scan the tenant's versions.
+    totals: Mutex<HashMap<String, model::Totals>>,
 }
 
 impl Inner {
@@ -137,6 +140,10 @@ impl Inner {
 
     fn pending(&self) -> MutexGuard<'_, HashMap<u64, (String, BlobRef)>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn totals(&self) -> MutexGuard<'_, HashMap<String, model::Totals>> {
+        self.totals.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -196,6 +203,7 @@ impl Registry {
                 write: Mutex::new(()),
                 pending: Mutex::new(HashMap::new()),
                 chunks_dir,
+                totals: Mutex::new(HashMap::new()),
             }),
         };
         let moved = blob::migrate_tree_chunks(&registry.inner)?;

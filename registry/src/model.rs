@@ -142,7 +142,7 @@ impl Registry {
             for s in &outputs {
                 validate_spec(s, "output")?;
             }
-            self.check_model_quota(&t, name, blob.size)?;
+            let is_new = self.check_model_quota(&t, name, blob.size)?;
             let trees = self.trees();
             let seq_key = key(&[tenant.as_bytes(), name.as_bytes()]);
             let last = match trees.tree(T::ModelSeq).get(&seq_key)? {
@@ -167,6 +167,10 @@ impl Registry {
             batch.insert(T::ModelSeq, seq_key, version.to_be_bytes());
             batch.insert(T::BlobRefs, blob.id.to_be_bytes(), format!("model {tenant}/{name}@{version}"));
             trees.apply(&batch)?;
+            self.adjust_totals(tenant, |totals| {
+                totals.storage_bytes += blob.size;
+                totals.models += u64::from(is_new);
+            });
             Ok((record, true))
         })
     }
@@ -178,11 +182,14 @@ impl Registry {
     /// doomed upload is refused before any byte is stored; the commit checks again.
     pub fn check_model_upload(&self, tenant: &str, name: &str, size: u64) -> Result<()> {
         validate_model_name(name)?;
+        let _w = self.inner.write_lock();
         let t = self.require_tenant(tenant)?;
-        self.check_model_quota(&t, name, size)
+        self.check_model_quota(&t, name, size).map(|_| ())
     }
 
-    fn check_model_quota(&self, t: &maas_types::Tenant, name: &str, size: u64) -> Result<()> {
+    /// Checks the quotas a new version of `name` of `size` bytes must fit; returns whether it is
+    /// the first version of a new model. Call with the write lock held.
+    fn check_model_quota(&self, t: &maas_types::Tenant, name: &str, size: u64) -> Result<bool> {
         let (tenant, q) = (&t.name, &t.quota);
         if size > q.max_model_bytes {
             return Err(Error::QuotaExceeded(format!(
@@ -198,18 +205,45 @@ impl Registry {
             .transpose()?
             .is_none();
         if is_new {
-            let count = self.model_names(tenant)?.len() as u64;
+            let count = self.totals_locked(tenant)?.models;
             if count >= q.max_models {
                 return Err(Error::QuotaExceeded(format!("the tenant has {count} models, its max_models")));
             }
         }
-        self.check_storage(t, size)
+        self.check_storage(t, size)?;
+        Ok(is_new)
+    }
+
+    /// The tenant's totals, counted once by a scan and then kept in step with every change.
+    /// Call with the write lock held, so that no commit slips between the scan and the cache.
+    pub(crate) fn totals_locked(&self, tenant: &str) -> Result<Totals> {
+        if let Some(totals) = self.inner.totals().get(tenant) {
+            return Ok(*totals);
+        }
+        let totals =
+            Totals { storage_bytes: self.scan_storage(tenant)?, models: self.model_names(tenant)?.len() as u64 };
+        self.inner.totals().insert(tenant.to_string(), totals);
+        Ok(totals)
+    }
+
+    /// Applies a committed change to the tenant's totals, when they are counted. Call with the
+    /// write lock held, after the change.
+    pub(crate) fn adjust_totals(&self, tenant: &str, change: impl FnOnce(&mut Totals)) {
+        if let Some(totals) = self.inner.totals().get_mut(tenant) {
+            change(totals);
+        }
+    }
+
+    /// Forgets the tenant's totals after a delete: the next check counts them again. Call with
+    /// the write lock held.
+    pub(crate) fn forget_totals(&self, tenant: &str) {
+        self.inner.totals().remove(tenant);
     }
 
     /// [`Error::QuotaExceeded`] unless `size` more bytes fit the tenant's `max_storage_bytes`: the
     /// one storage check of model and component commits.
     pub(crate) fn check_storage(&self, t: &maas_types::Tenant, size: u64) -> Result<()> {
-        let used = self.storage_used(&t.name)?;
+        let used = self.totals_locked(&t.name)?.storage_bytes;
         if used.saturating_add(size) > t.quota.max_storage_bytes {
             return Err(Error::QuotaExceeded(format!(
                 "storing {size} more bytes would exceed the tenant's max_storage_bytes ({}; {used} used)",
@@ -223,7 +257,8 @@ impl Registry {
     /// `max_model_bytes`, or what is left of its `max_storage_bytes` when that is less. The
     /// runtime refuses an upload past it while it streams; the commit checks again.
     pub fn upload_room(&self, t: &maas_types::Tenant) -> Result<UploadRoom> {
-        let left = t.quota.max_storage_bytes.saturating_sub(self.storage_used(&t.name)?);
+        let _w = self.inner.write_lock();
+        let left = t.quota.max_storage_bytes.saturating_sub(self.totals_locked(&t.name)?.storage_bytes);
         Ok(UploadRoom { max_file: t.quota.max_model_bytes, storage_left: left })
     }
 
@@ -294,6 +329,7 @@ impl Registry {
         let doomed = {
             let _w = self.inner.write_lock();
             self.require_tenant(tenant)?;
+            self.forget_totals(tenant);
             let not_found = || match version {
                 Some(v) => Error::NotFound(format!("model {name:?} version {v} not found")),
                 None => Error::NotFound(format!("model {name:?} not found")),
@@ -357,13 +393,23 @@ impl Registry {
     /// [`Error::NotFound`] if the tenant does not exist.
     pub fn storage_bytes(&self, tenant: &str) -> Result<u64> {
         self.require_tenant(tenant)?;
-        self.storage_used(tenant)
+        self.scan_storage(tenant)
     }
 
-    pub(crate) fn storage_used(&self, tenant: &str) -> Result<u64> {
+    /// The bytes the tenant stores, counted by scanning its records.
+    fn scan_storage(&self, tenant: &str) -> Result<u64> {
         let p = prefix(&[tenant.as_bytes()]);
         let models: Vec<ModelVersion> = self.trees().scan_json(T::Models, &p)?;
         let components: Vec<crate::ComponentRecord> = self.trees().scan_json(T::Components, &p)?;
         Ok(models.iter().map(|m| m.size_bytes).sum::<u64>() + components.iter().map(|c| c.size_bytes).sum::<u64>())
     }
+}
+
+/// What a tenant stores, for its quota checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Bytes of its model versions and components.
+    pub(crate) storage_bytes: u64,
+    /// Models with at least one version.
+    pub(crate) models: u64,
 }

@@ -75,6 +75,7 @@ impl Registry {
         let blobs = {
             let _w = self.inner.write_lock();
             self.require_tenant(name)?;
+            self.forget_totals(name);
             let trees = self.trees();
             let p = prefix(&[name.as_bytes()]);
             let mut batch = Batch::default();

@@ -1152,3 +1152,40 @@ fn chunk_files_are_private() {
     }
     assert!(seen >= 3, "{seen} chunk files");
 }
+
+/// The totals an upload's quota checks read are kept in step with commits and deletes: after
+/// each change they equal a fresh count, so no upload needs to scan the tenant's versions.
+#[test]
+fn storage_totals_follow_every_change() {
+    let (_dir, reg) = open();
+    reg.create_tenant("acme", None).unwrap();
+    let check = |reg: &Registry| {
+        let _w = reg.inner.write_lock();
+        let kept = reg.totals_locked("acme").unwrap();
+        let counted = crate::model::Totals {
+            storage_bytes: reg.storage_bytes("acme").unwrap(),
+            models: reg.models("acme").unwrap().len() as u64,
+        };
+        assert_eq!(kept, counted);
+    };
+    check(&reg);
+    model(&reg, "acme", "a", &data(1000, 1)).unwrap();
+    model(&reg, "acme", "a", &data(2000, 2)).unwrap();
+    model(&reg, "acme", "b", &data(3000, 3)).unwrap();
+    check(&reg);
+    let component = upload(&reg, "acme", &data(500, 4));
+    let digest = reg.put_component("acme", component).unwrap().digest;
+    check(&reg);
+    reg.delete_model("acme", "a", Some(1)).unwrap();
+    check(&reg);
+    reg.delete_component("acme", &digest).unwrap();
+    reg.delete_model("acme", "b", None).unwrap();
+    check(&reg);
+    model(&reg, "acme", "c", &data(100, 5)).unwrap();
+    check(&reg);
+    // A tenant deleted and created again starts from nothing.
+    reg.delete_tenant("acme").unwrap();
+    reg.create_tenant("acme", None).unwrap();
+    check(&reg);
+    assert_eq!(reg.storage_bytes("acme").unwrap(), 0);
+}

@@ -27,6 +27,9 @@ pub const ANONYMOUS_PER_CLIENT: u32 = 8;
 /// what each function's own `queue_depth` allows.
 pub const TENANT_QUEUE_DEPTH: u32 = 256;
 
+/// Uploads (models and components) one tenant may have in progress at once.
+pub const UPLOADS_PER_TENANT: u32 = 4;
+
 /// The gates of every tenant that made a request since the server started (or since the
 /// tenant was deleted and recreated), and the budgets of anonymous callers.
 #[derive(Default)]
@@ -36,6 +39,57 @@ pub struct Admission {
     anonymous: Mutex<HashMap<(String, String), Bucket>>,
     /// Per client address: anonymous calls in flight.
     clients: Clients,
+    /// Per tenant: uploads in progress and the storage they have reserved.
+    uploads: Uploads,
+}
+
+/// Uploads in progress per tenant, shared with the permits that hold them.
+type Uploads = Arc<Mutex<HashMap<String, UploadsInProgress>>>;
+
+#[derive(Default)]
+struct UploadsInProgress {
+    count: u32,
+    /// Bytes the uploads have received so far, together.
+    reserved: u64,
+}
+
+/// One of a tenant's [`UPLOADS_PER_TENANT`] uploads, with the storage it has reserved; both
+/// are given back when it is dropped (the upload committed or failed).
+pub struct UploadPermit {
+    uploads: Uploads,
+    tenant: String,
+    reserved: u64,
+}
+
+impl UploadPermit {
+    /// Grows this upload's reservation to `total` bytes. Refused, with what the tenant's other
+    /// uploads in progress hold, when together they would need more than `left` bytes (the
+    /// tenant's storage left when this upload began): concurrent uploads cannot all count on
+    /// the same room.
+    pub fn reserve(&mut self, total: u64, left: u64) -> Result<(), u64> {
+        let mut uploads = self.uploads.lock().expect("uploads lock");
+        let state = uploads.entry(self.tenant.clone()).or_default();
+        let others = state.reserved - self.reserved;
+        if others.saturating_add(total) > left {
+            return Err(others);
+        }
+        state.reserved = others + total;
+        self.reserved = total;
+        Ok(())
+    }
+}
+
+impl Drop for UploadPermit {
+    fn drop(&mut self) {
+        let mut uploads = self.uploads.lock().expect("uploads lock");
+        if let Some(state) = uploads.get_mut(&self.tenant) {
+            state.count -= 1;
+            state.reserved -= self.reserved;
+            if state.count == 0 {
+                uploads.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 /// Anonymous calls in flight per client address, shared with the tickets that hold them.
@@ -209,6 +263,20 @@ impl Admission {
         self.enter(tenant, quota, &ticket, TENANT_QUEUE_DEPTH, wait).await
     }
 
+    /// One of `tenant`'s [`UPLOADS_PER_TENANT`] upload places, or [`Error::RateLimited`].
+    pub fn begin_upload(&self, tenant: &str) -> Result<UploadPermit> {
+        let mut uploads = self.uploads.lock().expect("uploads lock");
+        let state = uploads.entry(tenant.to_string()).or_default();
+        if state.count >= UPLOADS_PER_TENANT {
+            return Err(Error::rate_limited(
+                format!("tenant {tenant} already has {UPLOADS_PER_TENANT} uploads in progress"),
+                1,
+            ));
+        }
+        state.count += 1;
+        Ok(UploadPermit { uploads: self.uploads.clone(), tenant: tenant.to_string(), reserved: 0 })
+    }
+
     /// Forgets a deleted tenant, so that a tenant created again under its name starts afresh.
     pub fn forget(&self, tenant: &str) {
         self.tenants.lock().expect("admission lock").remove(tenant);
@@ -286,5 +354,25 @@ mod tests {
         assert!(admission.charge_invocation("acme", "g", &quota, Caller::Anonymous(Some(other))).is_err());
         drop(held);
         assert!(admission.charge_invocation("acme", "g", &quota, Caller::Anonymous(Some(other))).is_ok());
+    }
+
+    #[test]
+    fn uploads_are_counted_and_reserve_storage_together() {
+        let admission = Admission::default();
+        let mut permits: Vec<UploadPermit> =
+            (0..UPLOADS_PER_TENANT).map(|_| admission.begin_upload("acme").unwrap()).collect();
+        assert!(matches!(admission.begin_upload("acme"), Err(Error::RateLimited { .. })));
+        assert!(admission.begin_upload("other").is_ok(), "another tenant has its own places");
+        // Two uploads with 100 bytes of room left: together they may not pass it.
+        assert_eq!(permits[0].reserve(60, 100), Ok(()));
+        assert_eq!(permits[1].reserve(50, 100), Err(60));
+        assert_eq!(permits[1].reserve(40, 100), Ok(()));
+        assert_eq!(permits[0].reserve(61, 100), Err(40));
+        // Done uploads give back their place and their reservation.
+        permits.remove(0);
+        assert_eq!(permits[0].reserve(100, 100), Ok(()));
+        assert!(admission.begin_upload("acme").is_ok());
+        drop(permits);
+        assert!(admission.uploads.lock().unwrap().get("acme").is_none());
     }
 }

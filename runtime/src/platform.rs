@@ -14,14 +14,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use maas_registry::{BlobWriter, ComponentRecord, FunctionRecord, ModelVersion, Registry, UploadRoom};
 use maas_types::{
     AuditEntry, CreateKey, CreatedKey, FairnessReport, Manifest, ModelCard, QuotaPatch, Tenant, TensorSpec,
 };
 use serde_json::json;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, UploadPermit};
 use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -154,24 +153,55 @@ impl Platform {
     // ---- Models -------------------------------------------------------------------------
 
     /// Starts an upload of the next version of model `name`; refused before a byte is stored
-    /// when the declared size (or, without one, the model count) already breaks a quota.
+    /// when the declared size (or, without one, the model count) already breaks a quota, or
+    /// when the tenant has [`UPLOADS_PER_TENANT`](crate::admission::UPLOADS_PER_TENANT)
+    /// uploads in progress.
     pub fn begin_model_upload(
         self: &Arc<Self>,
         actor: &Principal,
         tenant: &Tenant,
         name: &str,
         declared: Option<u64>,
-    ) -> Result<ModelUpload> {
+    ) -> Result<Upload> {
         self.registry.check_model_upload(&tenant.name, name, declared.unwrap_or(0))?;
+        let target = Target::Model { name: name.to_string(), max_tensor_bytes: tenant.quota.max_memory_bytes() };
+        self.begin_upload(actor, tenant, declared, target)
+    }
+
+    /// Starts an upload of a component: refused like a model upload, and past
+    /// [`MAX_COMPONENT_BYTES`].
+    pub fn begin_component_upload(
+        self: &Arc<Self>,
+        actor: &Principal,
+        tenant: &Tenant,
+        declared: Option<u64>,
+    ) -> Result<Upload> {
+        if declared.is_some_and(|n| n > MAX_COMPONENT_BYTES) {
+            return Err(component_too_large());
+        }
+        self.begin_upload(actor, tenant, declared, Target::Component)
+    }
+
+    fn begin_upload(
+        self: &Arc<Self>,
+        actor: &Principal,
+        tenant: &Tenant,
+        declared: Option<u64>,
+        target: Target,
+    ) -> Result<Upload> {
         let room = self.registry.upload_room(tenant)?;
+        if let Some(n) = declared.filter(|n| *n > room.limit()) {
+            return Err(room.exceeded(n).into());
+        }
+        let permit = self.admission.begin_upload(&tenant.name)?;
         let writer = self.registry.blob_writer(&tenant.name)?;
-        Ok(ModelUpload {
+        Ok(Upload {
             platform: self.clone(),
             actor: actor.clone(),
             tenant: tenant.name.clone(),
-            name: name.to_string(),
+            target,
             room,
-            max_tensor_bytes: tenant.quota.max_memory_bytes(),
+            permit,
             received: 0,
             pending: Vec::new(),
             writer: Some(writer),
@@ -220,38 +250,6 @@ impl Platform {
     }
 
     // ---- Components and functions -------------------------------------------------------
-
-    /// What one upload of `tenant` may still take (its file and storage quotas).
-    pub fn upload_room(&self, tenant: &Tenant) -> Result<UploadRoom> {
-        Ok(self.registry.upload_room(tenant)?)
-    }
-
-    /// Compiles `wasm`, refusing it unless it is a component of the function world, and stores
-    /// it with its precompiled artifact.
-    pub async fn upload_component(
-        self: &Arc<Self>,
-        actor: &Principal,
-        tenant: &str,
-        wasm: Bytes,
-    ) -> Result<ComponentRecord> {
-        let (platform, actor, tenant) = (self.clone(), actor.clone(), tenant.to_string());
-        self.pool
-            .run_for(&tenant.clone(), move || -> Result<ComponentRecord> {
-                // Compile first: an invalid component is refused before anything is stored.
-                let (_component, artifact) = platform.host.compile(&wasm)?;
-                let registry = &platform.registry;
-                let mut writer = registry.blob_writer(&tenant)?;
-                writer.write(&wasm)?;
-                let blob = writer.finish()?;
-                let record = registry.put_component(&tenant, blob)?;
-                registry.put_artifact(&tenant, &record.digest, platform.host.fingerprint(), &artifact)?;
-                let (digest, size_bytes) = (&record.digest, record.size_bytes);
-                tracing::info!(tenant, digest, size_bytes, "component uploaded");
-                platform.record(&actor, "component.upload", Some(&tenant), digest, json!({ "size_bytes": size_bytes }));
-                Ok(record)
-            })
-            .await?
-    }
 
     /// Deploys (or redeploys) a function; its warm state, if any, is dropped so the next request
     /// runs the new manifest. Returns the record and whether the function is new.
@@ -302,31 +300,60 @@ impl Platform {
     }
 }
 
-/// A model upload in progress: the body streams in through [`ModelUpload::write`], in chunks
-/// written on the pool, so memory stays at about one chunk whatever the model's size and no
-/// thread waits on the network. [`ModelUpload::finish`] validates the file with tract and
-/// commits the version; dropping an unfinished upload removes what it stored.
-pub struct ModelUpload {
+/// The largest component accepted: compiling takes time in proportion to its size, and a
+/// compile cannot be interrupted, so its size is its time budget (components are usually a
+/// few MiB; a Python interpreter compiled in is about 40).
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+fn component_too_large() -> Error {
+    Error::PayloadTooLarge(MAX_COMPONENT_BYTES)
+}
+
+/// What an upload becomes.
+enum Target {
+    /// The next version of model `name`, whose tensors may hold `max_tensor_bytes` each.
+    Model { name: String, max_tensor_bytes: u64 },
+    /// A component.
+    Component,
+}
+
+/// An upload in progress (a model's next version, or a component): the body streams in
+/// through [`Upload::write`], in chunks written on the pool, so memory stays at about one
+/// chunk whatever the file's size and no thread waits on the network. It holds one of the
+/// tenant's upload places and reserves storage as it grows. [`Upload::finish_model`] or
+/// [`Upload::finish_component`] validates the file and commits it; dropping an unfinished
+/// upload removes what it stored.
+pub struct Upload {
     platform: Arc<Platform>,
     actor: Principal,
     tenant: String,
-    name: String,
+    target: Target,
     room: UploadRoom,
-    /// The most one tensor of the model may hold: the tenant's `max_memory_mb`.
-    max_tensor_bytes: u64,
+    permit: UploadPermit,
     received: u64,
     /// Bytes not yet handed to the writer.
     pending: Vec<u8>,
     writer: Option<BlobWriter>,
 }
 
-impl ModelUpload {
-    /// Adds `data` to the upload: refused as soon as the upload passes the tenant's quota.
+impl Upload {
+    /// Adds `data` to the upload: refused as soon as the upload passes the tenant's quota, or
+    /// the room the tenant's other uploads in progress leave it.
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
         self.received += data.len() as u64;
         if self.received > self.room.limit() {
             return Err(self.room.exceeded(self.received).into());
         }
+        if matches!(self.target, Target::Component) && self.received > MAX_COMPONENT_BYTES {
+            return Err(component_too_large());
+        }
+        self.permit.reserve(self.received, self.room.storage_left).map_err(|others| {
+            Error::from(maas_registry::Error::QuotaExceeded(format!(
+                "the upload is at least {} bytes, and the tenant's other uploads in progress hold {others}: together \
+                 more than its remaining storage ({} bytes left of max_storage_bytes)",
+                self.received, self.room.storage_left
+            )))
+        })?;
         self.pending.extend_from_slice(data);
         if self.pending.len() >= maas_registry::CHUNK_SIZE {
             self.flush().await?;
@@ -350,17 +377,25 @@ impl ModelUpload {
         Ok(written?)
     }
 
-    /// Validates the upload with tract and commits it as the model's next version, or leaves
-    /// nothing. Functions that follow the model's latest version go cold, so that their next
-    /// request picks the new version up.
-    pub async fn finish(mut self) -> Result<ModelVersion> {
+    /// The writer with every byte handed to it.
+    async fn writer(&mut self) -> Result<BlobWriter> {
         if !self.pending.is_empty() {
             self.flush().await?;
         }
-        let writer = self.writer.take().ok_or_else(|| Error::internal("the upload's writer is gone"))?;
+        self.writer.take().ok_or_else(|| Error::internal("the upload's writer is gone"))
+    }
+
+    /// Validates the model with tract and commits it as the model's next version, or leaves
+    /// nothing. Functions that follow the model's latest version go cold, so that their next
+    /// request picks the new version up.
+    pub async fn finish_model(mut self) -> Result<ModelVersion> {
+        let Target::Model { name, max_tensor_bytes } = &self.target else {
+            return Err(Error::internal("a component upload finished as a model"));
+        };
+        let (name, max_tensor_bytes) = (name.clone(), *max_tensor_bytes);
+        let writer = self.writer().await?;
         let platform = self.platform.clone();
-        let (actor, tenant, name) = (self.actor.clone(), self.tenant.clone(), self.name.clone());
-        let max_tensor_bytes = self.max_tensor_bytes;
+        let (actor, tenant) = (self.actor.clone(), self.tenant.clone());
         // The commit and its follow-ups in one job: they happen even if the request goes away.
         self.platform
             .pool
@@ -375,14 +410,53 @@ impl ModelUpload {
             })
             .await?
     }
+
+    /// Compiles the component, refusing it unless it is a component of the function world,
+    /// and stores it with its precompiled artifact, or leaves nothing.
+    pub async fn finish_component(mut self) -> Result<ComponentRecord> {
+        if !matches!(self.target, Target::Component) {
+            return Err(Error::internal("a model upload finished as a component"));
+        }
+        let writer = self.writer().await?;
+        let platform = self.platform.clone();
+        let (actor, tenant) = (self.actor.clone(), self.tenant.clone());
+        self.platform
+            .pool
+            .run_for(&self.tenant, move || -> Result<ComponentRecord> {
+                let registry = &platform.registry;
+                let blob = writer.finish()?;
+                let commit = || -> Result<ComponentRecord> {
+                    // Compile first: an invalid component is refused before it is committed.
+                    let wasm = registry.read_blob(&tenant, &blob)?;
+                    let (_component, artifact) = platform.host.compile(&wasm)?;
+                    drop(wasm);
+                    let record = registry.put_component(&tenant, blob.clone())?;
+                    registry.put_artifact(&tenant, &record.digest, platform.host.fingerprint(), &artifact)?;
+                    Ok(record)
+                };
+                let record = commit().inspect_err(|_| discard(registry, &blob))?;
+                let (digest, size_bytes) = (&record.digest, record.size_bytes);
+                tracing::info!(tenant, digest, size_bytes, "component uploaded");
+                platform.record(&actor, "component.upload", Some(&tenant), digest, json!({ "size_bytes": size_bytes }));
+                Ok(record)
+            })
+            .await?
+    }
 }
 
-impl Drop for ModelUpload {
+impl Drop for Upload {
     fn drop(&mut self) {
         // An unfinished writer removes its chunk files when dropped: not on an async thread.
         if let Some(writer) = self.writer.take() {
             self.platform.pool.spawn(move || drop(writer));
         }
+    }
+}
+
+/// Discards a finished blob that will not be committed; a failure is left to the next start.
+fn discard(registry: &Registry, blob: &maas_registry::BlobRef) {
+    if let Err(e) = registry.discard_blob(blob) {
+        tracing::warn!(error = %e, "could not discard a refused upload; the next start sweeps it");
     }
 }
 
@@ -407,9 +481,5 @@ fn commit_model(
             (signature.inputs.clone(), signature.outputs.clone());
         Ok(registry.commit_model_version(tenant, name, blob.clone(), inputs, outputs)?)
     };
-    commit().inspect_err(|_| {
-        if let Err(e) = registry.discard_blob(&blob) {
-            tracing::warn!(error = %e, "could not discard a refused upload; the next start sweeps it");
-        }
-    })
+    commit().inspect_err(|_| discard(registry, &blob))
 }

@@ -139,16 +139,19 @@ impl Serialize for Baseline {
 }
 
 /// `POST /v1/tenants/{t}/models/{m}[/versions/{v}]/explain`: which input row to explain, how.
+///
+/// `I` is how an input tensor is held: [`InferInput`] (JSON data) for clients; the server
+/// reads the data straight into numbers instead.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ExplainRequest {
+pub struct ExplainRequest<I = InferInput> {
     /// The model's inputs, batch 1.
-    pub inputs: Vec<InferInput>,
+    pub inputs: Vec<I>,
     /// How to explain them.
     #[serde(flatten)]
     pub params: ExplainParams,
 }
 
-impl ExplainRequest {
+impl ExplainRequest<InferInput> {
     /// An explanation of `inputs` by `method`, everything else at the server's defaults.
     pub fn new(method: Method, inputs: Vec<InferInput>) -> Self {
         ExplainRequest { inputs, params: ExplainParams { method, ..ExplainParams::default() } }
@@ -330,10 +333,12 @@ impl TryFrom<FavorableRepr> for Favorable {
 ///
 /// Group values may be strings, numbers or booleans (numbers and booleans become their JSON
 /// text); labels 0/1 or booleans.
+///
+/// `I` is how an input tensor is held, as for [`ExplainRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FairnessRequest {
+pub struct FairnessRequest<I = InferInput> {
     /// The model's inputs, batch N.
-    pub inputs: Vec<InferInput>,
+    pub inputs: Vec<I>,
     /// One protected-attribute value per row.
     #[serde(deserialize_with = "group_values")]
     pub groups: Vec<String>,

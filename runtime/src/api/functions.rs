@@ -11,21 +11,24 @@ use super::response::{Body, empty, json, ok};
 use super::{Call, declared_length, parse_json, read_body};
 use crate::error::{Error, Result};
 use crate::platform::Platform;
+use http_body_util::BodyExt;
 
 /// Manifests are small JSON documents.
 const MANIFEST_LIMIT: u64 = 256 << 10;
 
+/// `POST /v1/tenants/{t}/components`: the body streams into the registry through an
+/// [`Upload`](crate::platform::Upload), then is compiled; nothing of a refused one is kept.
 pub(super) async fn upload_component(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
-    let tenant = call.tenant()?.clone();
-    let room = platform.upload_room(&tenant)?;
-    if let Some(n) = declared_length(&call.request).filter(|n| *n > room.limit()) {
-        return Err(room.exceeded(n).into());
+    let declared = declared_length(&call.request);
+    let mut upload = platform.begin_component_upload(&call.principal, call.tenant()?, declared)?;
+    let mut body = call.request.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::invalid(format!("could not read the upload: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            upload.write(&data).await?;
+        }
     }
-    let wasm = read_body(call.request, room.limit()).await.map_err(|e| match e {
-        Error::PayloadTooLarge(_) => room.exceeded(room.limit() + 1).into(),
-        e => e,
-    })?;
-    let record = platform.upload_component(&call.principal, &tenant.name, wasm).await?;
+    let record = upload.finish_component().await?;
     Ok(json(StatusCode::CREATED, &record.info()))
 }
 

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::platform::Platform;
 
 /// `PUT /v1/tenants/{t}/models/{m}`: the body streams into the registry through a
-/// [`crate::platform::ModelUpload`]; nothing of a refused upload is kept.
+/// [`crate::platform::Upload`]; nothing of a refused upload is kept.
 pub(super) async fn upload(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
     let name = call.params.get("model");
     let declared = declared_length(&call.request);
@@ -24,7 +24,7 @@ pub(super) async fn upload(platform: Arc<Platform>, call: Call) -> Result<Respon
             upload.write(&data).await?;
         }
     }
-    let version = upload.finish().await?;
+    let version = upload.finish_model().await?;
     Ok(json(StatusCode::CREATED, &version.info()))
 }
 

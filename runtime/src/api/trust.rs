@@ -12,7 +12,7 @@ use maas_types::{ExplainRequest, FairnessRequest, Tenant};
 use super::response::{Body, Stamp, ok, text};
 use super::{Call, parse_json, read_body};
 use crate::error::{Error, Result};
-use crate::inference::{LoadedModel, ModelKey, RawTensor, tensor_from_input};
+use crate::inference::{HostInput, LoadedModel, ModelKey, RawTensor, tensor_from_input};
 use crate::platform::Platform;
 use crate::trust::{self, HeatmapOptions};
 
@@ -64,7 +64,7 @@ fn load(platform: &Platform, tenant: &Tenant, version: &ModelVersion) -> Result<
     platform.models().get_or_load(&key, cap, || platform.registry.read_blob(tenant, &version.blob).map_err(Error::from))
 }
 
-fn decode(inputs: &[maas_types::InferInput]) -> Result<Vec<RawTensor>> {
+fn decode(inputs: &[HostInput]) -> Result<Vec<RawTensor>> {
     Ok(inputs.iter().map(tensor_from_input).collect::<Result<_, _>>()?)
 }
 
@@ -73,7 +73,7 @@ pub(super) async fn explain(platform: Arc<Platform>, call: Call) -> Result<Respo
     let accept = call.request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
     let wants_png = accept.is_some_and(|v| v.contains("image/png"));
     run_model_work(platform, call, move |_, _, model, body, limits| {
-        let request: ExplainRequest = parse_json(&body)?;
+        let request: ExplainRequest<HostInput> = parse_json(&body)?;
         let inputs = decode(&request.inputs)?;
         let explained = trust::explain(model, &inputs, &request.params, &limits)?;
         let rows = explained.rows_evaluated;
@@ -91,7 +91,7 @@ pub(super) async fn audit(platform: Arc<Platform>, call: Call) -> Result<Respons
     let actor = call.principal.clone();
     let tenant = call.tenant()?.name.clone();
     run_model_work(platform, call, move |platform, version, model, body, limits| {
-        let request: FairnessRequest = parse_json(&body)?;
+        let request: FairnessRequest<HostInput> = parse_json(&body)?;
         let inputs = decode(&request.inputs)?;
         let decisions = trust::favorable_decisions(model, inputs, &request.favorable, &limits)?;
         let mut report = trust::audit(

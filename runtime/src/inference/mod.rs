@@ -34,7 +34,7 @@ pub(crate) mod testing;
 pub use batch::BatchPolicy;
 pub use cache::{ModelCache, ModelKey};
 pub use datatype::TractDatatype;
-pub use json::tensor_from_input;
+pub use json::{HostInput, Numbers, tensor_from_input};
 pub use maas_types::{Datatype, Signature, TensorSpec};
 
 use std::collections::HashMap;

@@ -196,3 +196,99 @@ fn hostile_models_are_refused_at_upload_and_per_request() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["outputs"][0]["data"], json!([1.5, 4.0]));
 }
+
+/// Stalled uploads hold one tenant's few upload places, nothing of anyone else's: past
+/// 4 uploads in progress a tenant's next one is refused at once, another tenant's calls are
+/// served meanwhile, and each stalled one fails once the client stops sending.
+#[test]
+fn stalled_uploads_hold_only_their_tenants_places() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(temp.path(), |c| c.body_idle_timeout = Duration::from_secs(2));
+    let admin = tenant(&server, "slow");
+    assert_eq!(admin.post_json("/v1/tenants", &json!({ "name": "busy" })).status, 201);
+    upload(&admin, "busy", "mlp", &models::mlp(1));
+    let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" } });
+    assert_eq!(deploy(&admin, "busy", "f", manifest).status, 201);
+    assert_eq!(admin.post_json("/fn/busy/f", &mlp_request(1)).status, 200, "warm");
+
+    let head = format!(
+        "PUT /v1/tenants/slow/models/m HTTP/1.1\r\nhost: maas\r\nauthorization: Bearer {}\r\n\
+         content-length: 100000000\r\n\r\n",
+        maas_tests::ADMIN_KEY
+    );
+    let stalled: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr()).unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(b"PK").unwrap();
+            stream
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    for seed in 0..10 {
+        assert_eq!(admin.post_json("/fn/busy/f", &mlp_request(seed)).status, 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "another tenant waited: {:?}", started.elapsed());
+    let answers: Vec<String> = stalled.into_iter().map(read_answer).collect();
+    let status = |a: &String| a.get(9..12).unwrap_or_default().to_string();
+    let refused = answers.iter().filter(|a| status(a) == "429").count();
+    let timed_out = answers.iter().filter(|a| status(a) == "400").count();
+    assert_eq!((refused, timed_out), (6, 4), "{answers:#?}");
+    assert_eq!(admin.get("/v1/tenants/slow/models").json(), json!({ "models": [] }));
+}
+
+/// Two uploads in progress cannot both count on the same storage left: the second is refused
+/// once together they pass `max_storage_bytes`, even though neither is committed yet.
+#[test]
+fn concurrent_uploads_reserve_storage() {
+    let server = TestServer::start();
+    let admin = server.admin();
+    let quota = json!({ "max_storage_bytes": 100_000 });
+    assert_eq!(admin.post_json("/v1/tenants", &json!({ "name": "acme", "quota": quota })).status, 201);
+    let model = models::mlp(1);
+    assert!(model.len() < 60_000 && model.len() > 20_000, "{}", model.len());
+    // The first upload sends all but its last byte and waits.
+    let head = format!(
+        "PUT /v1/tenants/acme/models/first HTTP/1.1\r\nhost: maas\r\nauthorization: Bearer {}\r\n\
+         content-length: {}\r\n\r\n",
+        maas_tests::ADMIN_KEY,
+        model.len()
+    );
+    let mut first = TcpStream::connect(server.addr()).unwrap();
+    first.write_all(head.as_bytes()).unwrap();
+    first.write_all(&model[..model.len() - 1]).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let mut padded = model.clone();
+    // Alone it would fit; with the first one's bytes it is one byte too many.
+    padded.resize(100_000 - (model.len() - 1) + 1, 0);
+    let second = admin.put_bytes("/v1/tenants/acme/models/second", &padded);
+    let body = String::from_utf8_lossy(&second.body).into_owned();
+    assert_eq!((second.status, second.code().as_str()), (403, "quota_exceeded"), "{body}");
+    assert!(body.contains("other uploads in progress"), "{body}");
+    // The first one finishes and is kept.
+    first.write_all(&model[model.len() - 1..]).unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = [0u8; 12];
+    first.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 201");
+}
+
+/// A component past 64 MiB is refused from its declared size, before a byte is stored: its
+/// compile could not be interrupted.
+#[test]
+fn oversized_components_are_refused_before_reading() {
+    let server = TestServer::start();
+    let _admin = tenant(&server, "acme");
+    let head = format!(
+        "POST /v1/tenants/acme/components HTTP/1.1\r\nhost: maas\r\nauthorization: Bearer {}\r\n\
+         content-type: application/wasm\r\ncontent-length: {}\r\n\r\n",
+        maas_tests::ADMIN_KEY,
+        65u64 << 20
+    );
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let answer = read_answer(stream);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("67108864"), "{answer}");
+}
