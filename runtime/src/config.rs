@@ -34,6 +34,10 @@ pub struct Config {
     pub max_blocking: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// What the per-shape plans of all models may hold together, bytes (the least recently
+    /// used goes first). Models optimized with their batch size open have one plan for every
+    /// shape and are not counted here.
+    pub plan_memory_bytes: u64,
     /// How long a client may send nothing of a request body it has not finished: a stalled
     /// body fails then (`400 invalid_request`) on every route, so it holds nothing for long.
     pub body_idle_timeout: Duration,
@@ -73,6 +77,7 @@ impl Config {
             max_blocking: (cores * 8).max(32),
             shutdown_grace: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(10),
+            plan_memory_bytes: 1 << 30,
             energy: EnergyModel::default(),
             log_filter: DEFAULT_LOG_FILTER.to_string(),
         }

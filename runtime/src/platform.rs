@@ -58,7 +58,12 @@ impl Platform {
     pub fn new(config: Config, registry: Registry, host: Host, auth: Authenticator) -> Arc<Self> {
         let pool = Pool::new(config.max_blocking);
         let host = Arc::new(host);
-        let scaler = Scaler::new(host.clone(), registry.clone(), Arc::new(ModelCache::default()), pool.clone());
+        let scaler = Scaler::new(
+            host.clone(),
+            registry.clone(),
+            Arc::new(ModelCache::new(config.plan_memory_bytes)),
+            pool.clone(),
+        );
         let meter = Meter::new(config.energy);
         Arc::new(Self {
             config,

@@ -259,6 +259,14 @@ fn main() {
         call(&admin, &format!("/fn/bench/g{i}"), &large_body);
     }
     let rss_large_warm = server.rss();
+    // One of them called with batch sizes 1 to 12: one plan serves them all (one copy of the
+    // packed weights), where each size had its own before.
+    for n in 1..=12usize {
+        let data = models::seeded_input(n as u64, &[n, 100]);
+        let batch = json!({ "inputs": [{ "name": "input", "shape": [n, 100], "datatype": "FP32", "data": data }] });
+        call(&admin, "/fn/bench/g0", &batch);
+    }
+    let rss_large_shapes = server.rss();
     wait_for_scale_to_zero(&admin);
     let rss_large_zero = server.rss();
 
@@ -351,6 +359,10 @@ fn main() {
     assert_eq!(queued.errors, 0, "a burst past max_concurrency must queue, not be refused");
     println!("RSS before 3 functions on ~10 MB models: {rss_before_large}");
     println!("RSS with those 3 warm:                {rss_large_warm}");
+    println!(
+        "RSS after one of them ran batch sizes 1–12: {rss_large_shapes}: {:+.1} MiB",
+        rss_large_shapes.total - rss_large_warm.total
+    );
     println!("RSS after they scaled to zero:        {rss_large_zero}");
     let mut rates = HashMap::new();
     for (name, rounds) in &batching {

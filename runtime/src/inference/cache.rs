@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 
-use super::{InferenceError, LoadedModel};
+use super::{InferenceError, LoadedModel, PlanBudget};
 
 /// Identifies one model version of one tenant, by its stored file: a tenant deleted and
 /// created again under the same name numbers its versions from 1 again, and must never be
@@ -31,13 +31,31 @@ impl fmt::Display for ModelKey {
 ///
 /// It holds only weak references: warm functions own their models, so when the last warm
 /// function using a model scales to zero the model and its plans are freed. Two functions
-/// naming the same model version share one [`LoadedModel`].
-#[derive(Default)]
+/// naming the same model version share one [`LoadedModel`]. The per-shape plans of all its
+/// models share one [`PlanBudget`].
 pub struct ModelCache {
     loaded: Mutex<HashMap<ModelKey, Weak<LoadedModel>>>,
+    budget: Arc<PlanBudget>,
+}
+
+impl Default for ModelCache {
+    /// A cache whose per-shape plans are not bounded together.
+    fn default() -> Self {
+        Self::new(u64::MAX)
+    }
 }
 
 impl ModelCache {
+    /// A cache whose models' per-shape plans may hold `plan_bytes` together.
+    pub fn new(plan_bytes: u64) -> Self {
+        Self { loaded: Mutex::default(), budget: PlanBudget::new(plan_bytes) }
+    }
+
+    /// What the per-shape plans of its models hold together, and may.
+    pub fn plan_budget(&self) -> &PlanBudget {
+        &self.budget
+    }
+
     /// The loaded model for `key`, loading it with `bytes` (one tensor at most `max_bytes`,
     /// see [`LoadedModel::load`]) when no warm function holds it. Runs on a blocking thread:
     /// loading parses and optimizes.
@@ -52,7 +70,7 @@ impl ModelCache {
         }
         // Loading happens outside the lock; a concurrent load of the same key is wasted work
         // but harmless, and the first one stored wins.
-        let model = Arc::new(LoadedModel::load(&bytes()?, max_bytes)?);
+        let model = Arc::new(LoadedModel::load_within(&bytes()?, max_bytes, self.budget.clone())?);
         let mut loaded = self.loaded.lock().expect("model cache lock");
         if let Some(existing) = loaded.get(key).and_then(Weak::upgrade) {
             return Ok(existing);

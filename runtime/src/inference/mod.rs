@@ -5,9 +5,12 @@
 //! 1. **load** ([`LoadedModel::load`]): parse the ONNX bytes, record the signature in the Open
 //!    Inference Protocol vocabulary, and keep a decluttered [`TypedModel`] whose symbolic
 //!    dimensions (a batch size `N`, say) are still open;
-//! 2. **plan** (per concrete input shape): bind the symbols to the request's dimensions and
-//!    optimize, or, when the declared shapes cannot be bound, pin the inputs to the request's
-//!    shapes and type the model again. Plans are kept in a small LRU per model;
+//! 2. **plan**: one general plan, optimized with the symbols still open and resolved by tract
+//!    per run, so that every batch size shares one plan and one copy of the packed weights
+//!    (`plans`). Only a model tract cannot optimize that way gets a plan per concrete input
+//!    shape: the symbols bound to the request's dimensions, or, when the declared shapes
+//!    cannot be bound, the inputs pinned to the request's shapes and the model typed again.
+//!    Those are kept in a small LRU per model, under a process-wide [`PlanBudget`];
 //! 3. **run** ([`LoadedModel::run`]): validate the inputs against the signature *before* any
 //!    work (a tract run cannot be interrupted), copy them into tract tensors, run, copy out.
 //!    [`LoadedModel::run_batched`] does the same for calls that may share a batch with
@@ -27,6 +30,7 @@ mod bounds;
 mod cache;
 mod datatype;
 mod json;
+mod plans;
 mod rows;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -36,10 +40,12 @@ pub use cache::{ModelCache, ModelKey};
 pub use datatype::TractDatatype;
 pub use json::{HostInput, Numbers, tensor_from_input};
 pub use maas_types::{Datatype, Signature, TensorSpec};
+pub use plans::PlanBudget;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -47,9 +53,11 @@ use lru::LruCache;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::InferenceModelExt;
 
-/// How many optimized plans (one per concrete input shape) a model keeps: room for the
-/// padded batch sizes (1, 2, 4, … 256) and a few other shapes.
-const PLANS_PER_MODEL: usize = 12;
+/// Working sets a model remembers, by input shapes (a few bytes each).
+const WORKING_SETS: usize = 256;
+
+/// Ids of loaded models, for the plan budget; never reused.
+static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Why inference did not produce outputs.
 #[derive(Debug, thiserror::Error)]
@@ -96,14 +104,10 @@ pub struct RawTensor {
     pub data: Vec<u8>,
 }
 
-/// An optimized plan for one set of input shapes, with what a run of it needs at least.
-struct PlanEntry {
-    runnable: Arc<TypedRunnableModel>,
-    /// Bytes of the plan's largest step (a node's inputs and outputs), and that node.
-    working_set: (u64, String),
-}
+use plans::{Plan, ShapePlans, Shapes};
 
-type Plan = Arc<PlanEntry>;
+/// Bytes of a run's largest step (a node's inputs and outputs), and that node.
+type WorkingSet = (u64, String);
 
 /// What tract's panic said, for the error that stands in for it.
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -132,8 +136,22 @@ pub struct LoadedModel {
     inference: InferenceModel,
     /// Typed and decluttered with symbolic dimensions still open.
     typed: TypedModel,
-    plans: Mutex<LruCache<Vec<Vec<usize>>, Plan>>,
+    /// The plan for every input shape, when tract could optimize the model with its symbols
+    /// open.
+    general: Option<Plan>,
+    /// Plans per input shapes, for a model without a general plan.
+    plans: Arc<ShapePlans>,
+    /// What per-shape plans may hold, with every other model's.
+    budget: Arc<PlanBudget>,
+    id: u64,
+    working_sets: Mutex<LruCache<Shapes, WorkingSet>>,
     batches: batch::Batches,
+}
+
+impl Drop for LoadedModel {
+    fn drop(&mut self) {
+        self.budget.forget_model(self.id);
+    }
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -147,13 +165,18 @@ impl LoadedModel {
     /// with [`InferenceError::InvalidModel`] and the reason (tract's, or the tensor past the
     /// cap) when it cannot be served; this is also the validation done at upload.
     pub fn load(bytes: &[u8], max_bytes: u64) -> Result<Self, InferenceError> {
+        Self::load_within(bytes, max_bytes, PlanBudget::new(u64::MAX))
+    }
+
+    /// [`load`](Self::load), its per-shape plans counted in `budget`.
+    pub fn load_within(bytes: &[u8], max_bytes: u64, budget: Arc<PlanBudget>) -> Result<Self, InferenceError> {
         guarded(
-            || Self::load_unguarded(bytes, max_bytes),
+            || Self::load_unguarded(bytes, max_bytes, budget),
             |panic| InferenceError::InvalidModel(format!("tract failed on this model: {panic}")),
         )
     }
 
-    fn load_unguarded(bytes: &[u8], max_bytes: u64) -> Result<Self, InferenceError> {
+    fn load_unguarded(bytes: &[u8], max_bytes: u64, budget: Arc<PlanBudget>) -> Result<Self, InferenceError> {
         let invalid = |e: TractError| InferenceError::InvalidModel(format!("{e:#}"));
         let onnx = tract_onnx::onnx();
         let proto = onnx.proto_model_for_read(&mut &*bytes).map_err(invalid)?;
@@ -163,17 +186,32 @@ impl LoadedModel {
         let typed = inference.clone().into_typed().and_then(|m| m.into_decluttered()).map_err(invalid)?;
         bounds::check_facts(&typed, max_bytes)?;
         let signature = signature_of(&typed)?;
-        let cap = NonZeroUsize::new(PLANS_PER_MODEL).expect("non-zero");
+        // The general plan, built now so that the first request does not pay for it. Its
+        // constants were bounded by `check_facts`, and folding them is all it evaluates.
+        let general = typed.clone().into_optimized().and_then(|m| m.into_runnable());
+        let fixed = signature.inputs.iter().all(|i| i.shape.iter().all(|&d| d >= 0));
+        let general = match general {
+            Ok(plan) => Some(plan),
+            // A model with one input shape has one plan: one that cannot be built is refused.
+            Err(e) if fixed => return Err(invalid(e)),
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "no general plan; one plan per input shape");
+                None
+            }
+        };
+        let cap = NonZeroUsize::new(WORKING_SETS).expect("non-zero");
         let model = Self {
             signature,
             max_bytes,
             inference,
             typed,
-            plans: Mutex::new(LruCache::new(cap)),
+            general,
+            plans: ShapePlans::new(),
+            budget,
+            id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
+            working_sets: Mutex::new(LruCache::new(cap)),
             batches: batch::Batches::default(),
         };
-        // A model whose inputs are all fixed has exactly one plan: build it now so the first
-        // request does not pay for it (and so a model that cannot be optimized is refused).
         if let Some(shapes) = model.fixed_input_shapes() {
             model.plan_within(&shapes, max_bytes).map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
         }
@@ -185,9 +223,9 @@ impl LoadedModel {
         &self.signature
     }
 
-    /// Number of optimized plans currently cached.
+    /// Number of optimized plans held: the general one, or those per input shapes.
     pub fn plan_count(&self) -> usize {
-        self.plans.lock().expect("plans lock").len()
+        usize::from(self.general.is_some()) + self.plans.len()
     }
 
     /// Runs the model within the tenant's memory cap it was loaded with. Inputs are matched
@@ -264,7 +302,7 @@ impl LoadedModel {
             values.push(tensor.into_tvalue());
         }
         let run = || {
-            let mut state = plan.runnable.spawn().map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
+            let mut state = plan.spawn().map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
             let outputs = state.run_plan_with_eval(values, |context, op_state, node, inputs| {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(anyhow::Error::new(InferenceError::DeadlineExceeded));
@@ -359,39 +397,65 @@ impl LoadedModel {
             .collect()
     }
 
-    /// The optimized plan for these concrete input shapes, from the cache or built now;
-    /// refused when a run of it needs more than `limit` bytes (or the model's own cap).
+    /// The plan to run these concrete input shapes with: the general one, or one for these
+    /// shapes from the cache or built now. Refused when a run needs more than `limit` bytes
+    /// at one step (or more than the model's own cap), before anything is built.
     fn plan_within(&self, shapes: &[Vec<usize>], limit: u64) -> Result<Plan, InferenceError> {
         let limit = limit.min(self.max_bytes);
-        let cached = self.plans.lock().expect("plans lock").get(shapes).cloned();
-        let plan = match cached {
-            Some(plan) => plan,
-            None => {
-                // Built outside the lock: optimizing can take a while and other shapes must
-                // not wait.
-                let plan = self.build_plan(shapes, limit)?;
-                self.plans.lock().expect("plans lock").put(shapes.to_vec(), plan.clone());
-                plan
-            }
+        let checked = |(needed, node): &WorkingSet| {
+            if *needed > limit { Err(bounds::too_large(shapes, *needed, node, limit)) } else { Ok(()) }
         };
-        let (needed, node) = &plan.working_set;
-        if *needed > limit {
-            return Err(bounds::too_large(shapes, *needed, node, limit));
+        let known = self.working_sets.lock().expect("working sets lock").get(shapes).cloned();
+        let measured = match known {
+            Some(working_set) => Some(working_set),
+            // The working set is measured before anything is built for these shapes: binding
+            // them or optimizing can make tract allocate or divide by a zero dimension.
+            None => match self.symbol_values(shapes) {
+                Ok(values) => {
+                    let working_set = guarded(
+                        || bounds::working_set(&self.typed, &values).map_err(into_inference_error),
+                        |panic| InferenceError::InvalidInput(format!("input shapes {shapes:?}: {panic}")),
+                    )?;
+                    self.working_sets.lock().expect("working sets lock").put(shapes.to_vec(), working_set.clone());
+                    Some(working_set)
+                }
+                // Shapes the declared ones cannot bind: measured once the model is pinned.
+                Err(_) => None,
+            },
+        };
+        if let Some(working_set) = &measured {
+            checked(working_set)?;
+            if let Some(general) = &self.general {
+                return Ok(general.clone());
+            }
         }
+        let shapes = shapes.to_vec();
+        if let Some(plan) = self.plans.get(&shapes) {
+            self.budget.touch(self.id, &shapes);
+            return Ok(plan);
+        }
+        // Built outside any lock: optimizing can take a while and other shapes must not wait.
+        let (plan, working_set) = self.build_plan(&shapes, limit)?;
+        checked(&working_set)?;
+        if let Some(pushed_out) = self.plans.put(shapes.clone(), plan.clone()) {
+            self.budget.forget(self.id, &pushed_out);
+        }
+        let owner: std::sync::Weak<dyn plans::Evict> = Arc::downgrade(&self.plans) as _;
+        self.budget.admit(self.id, &shapes, plans::plan_bytes(&plan), owner);
         Ok(plan)
     }
 
-    fn build_plan(&self, shapes: &[Vec<usize>], limit: u64) -> Result<Plan, InferenceError> {
+    fn build_plan(&self, shapes: &[Vec<usize>], limit: u64) -> Result<(Plan, WorkingSet), InferenceError> {
         guarded(
             || self.build_plan_unguarded(shapes, limit),
             |panic| InferenceError::InvalidInput(format!("the model cannot run with input shapes {shapes:?}: {panic}")),
         )
     }
 
-    fn build_plan_unguarded(&self, shapes: &[Vec<usize>], limit: u64) -> Result<Plan, InferenceError> {
-        // The working set is measured before the shapes are bound and the plan optimized:
-        // both can make tract allocate (folding constants) or divide by a zero dimension.
-        let measured = |model: &TypedModel, values: &HashMap<Symbol, TDim>| -> TractResult<(u64, String)> {
+    /// A plan for exactly these shapes: the symbols bound to them, or (when they cannot be)
+    /// the inputs pinned to them and the model typed again.
+    fn build_plan_unguarded(&self, shapes: &[Vec<usize>], limit: u64) -> Result<(Plan, WorkingSet), InferenceError> {
+        let measured = |model: &TypedModel, values: &HashMap<Symbol, TDim>| -> TractResult<WorkingSet> {
             let working_set = bounds::working_set(model, values)?;
             if working_set.0 > limit {
                 let (needed, node) = &working_set;
@@ -399,11 +463,9 @@ impl LoadedModel {
             }
             Ok(working_set)
         };
-        let build = |(model, working_set): (TypedModel, (u64, String))| -> TractResult<Plan> {
-            let runnable = model.into_optimized()?.into_runnable()?;
-            Ok(Arc::new(PlanEntry { runnable, working_set }))
+        let build = |(model, working_set): (TypedModel, WorkingSet)| -> TractResult<(Plan, WorkingSet)> {
+            Ok((model.into_optimized()?.into_runnable()?, working_set))
         };
-        // First choice: the declared shapes with their symbols bound to this request's sizes.
         let bound = self.symbol_values(shapes).and_then(|values| {
             let working_set = measured(&self.typed, &values)?;
             build((self.typed.set_symbols(&values)?, working_set))
@@ -412,7 +474,6 @@ impl LoadedModel {
             Ok(plan) => Ok(plan),
             Err(first) if first.downcast_ref::<InferenceError>().is_some() => Err(into_inference_error(first)),
             Err(first) => {
-                // Fallback: pin every input to the request's shape and type the model again.
                 // Some graphs only type with concrete shapes.
                 let pinned = self.pin_shapes(shapes).and_then(|m| m.into_typed()).and_then(|model| {
                     let working_set = measured(&model, &HashMap::default())?;
