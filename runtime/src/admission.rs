@@ -30,6 +30,11 @@ pub const TENANT_QUEUE_DEPTH: u32 = 256;
 /// Uploads (models and components) one tenant may have in progress at once.
 pub const UPLOADS_PER_TENANT: u32 = 4;
 
+/// Request bodies one tenant's requests may hold in memory at once, in multiples of its
+/// `max_request_bytes`: bodies are read before a request waits for a place, so without this
+/// a fast sender could park a body in every queue slot.
+pub const BODIES_PER_TENANT: u64 = 4;
+
 /// The gates of every tenant that made a request since the server started (or since the
 /// tenant was deleted and recreated), and the budgets of anonymous callers.
 #[derive(Default)]
@@ -41,6 +46,53 @@ pub struct Admission {
     clients: Clients,
     /// Per tenant: uploads in progress and the storage they have reserved.
     uploads: Uploads,
+    /// Per tenant: bytes of request bodies held in memory.
+    bodies: Bodies,
+}
+
+/// Bytes of request bodies held per tenant, shared with the holds.
+type Bodies = Arc<Mutex<HashMap<String, u64>>>;
+
+/// The bytes of request bodies one request holds in memory, counted against its tenant's
+/// [`BODIES_PER_TENANT`] × `max_request_bytes`; given back when dropped (the request done).
+pub struct BodyHold {
+    bodies: Bodies,
+    tenant: String,
+    held: u64,
+    limit: u64,
+}
+
+impl BodyHold {
+    /// Holds `more` bytes, or refuses with [`Error::RateLimited`] when the tenant's requests
+    /// already hold their share.
+    pub fn grow(&mut self, more: u64) -> Result<()> {
+        let mut bodies = self.bodies.lock().expect("bodies lock");
+        let total = bodies.entry(self.tenant.clone()).or_default();
+        if total.saturating_add(more) > self.limit {
+            return Err(Error::rate_limited(
+                format!(
+                    "tenant {}'s requests already hold {} bytes of bodies in memory, its share ({} × max_request_bytes)",
+                    self.tenant, total, BODIES_PER_TENANT
+                ),
+                1,
+            ));
+        }
+        *total += more;
+        self.held += more;
+        Ok(())
+    }
+}
+
+impl Drop for BodyHold {
+    fn drop(&mut self) {
+        let mut bodies = self.bodies.lock().expect("bodies lock");
+        if let Some(total) = bodies.get_mut(&self.tenant) {
+            *total -= self.held;
+            if *total == 0 {
+                bodies.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 /// Uploads in progress per tenant, shared with the permits that hold them.
@@ -136,11 +188,32 @@ pub enum Caller {
     Anonymous(Option<IpAddr>),
 }
 
-/// An invocation whose rate was paid; for an anonymous caller it also holds one of the
-/// client's [`ANONYMOUS_PER_CLIENT`] places until dropped.
+/// An invocation whose rate was paid; it holds its body's bytes, and for an anonymous caller
+/// one of the client's [`ANONYMOUS_PER_CLIENT`] places, until dropped.
 pub struct Ticket {
     caller: Caller,
     client: Option<(IpAddr, Clients)>,
+    /// The request's body, as it is read.
+    pub body: BodyHold,
+}
+
+impl Ticket {
+    /// Whether the call is anonymous.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self.caller, Caller::Anonymous(_))
+    }
+}
+
+/// The address anonymous budgets are kept by: an IPv6 client by its /64 (one machine usually
+/// has a whole /64 to pick addresses from), an IPv4 one by its address.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
 }
 
 impl Drop for Ticket {
@@ -189,11 +262,12 @@ impl Admission {
     /// Charges an invocation of `tenant/function` by `caller`: the tenant's bucket for a key;
     /// for an anonymous caller, the function's anonymous bucket and one of the client's places.
     pub fn charge_invocation(&self, tenant: &str, function: &str, quota: &Quota, caller: Caller) -> Result<Ticket> {
+        let body = self.hold_bodies(tenant, quota);
         let Caller::Anonymous(ip) = caller else {
             self.charge(tenant, quota)?;
-            return Ok(Ticket { caller, client: None });
+            return Ok(Ticket { caller, client: None, body });
         };
-        let client = match ip {
+        let client = match ip.map(client_key) {
             Some(ip) => {
                 let mut clients = self.clients.lock().expect("clients lock");
                 let n = clients.entry(ip).or_insert(0);
@@ -208,7 +282,7 @@ impl Admission {
             }
             None => None,
         };
-        let ticket = Ticket { caller, client };
+        let ticket = Ticket { caller, client, body };
         let rate = quota.rate_per_second;
         let mut buckets = self.anonymous.lock().expect("anonymous lock");
         let bucket = buckets.entry((tenant.to_string(), function.to_string())).or_insert_with(|| Bucket::full(rate));
@@ -255,12 +329,17 @@ impl Admission {
         }
     }
 
-    /// Charges work done in the host for `tenant` (an explanation, an audit) and takes one of
-    /// its places, queueing like a keyed invocation.
+    /// One of `tenant`'s places for work done in the host (an explanation, an audit; its
+    /// request paid its rate already), queueing like a keyed invocation.
     pub async fn enter_work(&self, tenant: &str, quota: &Quota, wait: Duration) -> Result<TenantPermit> {
-        self.charge(tenant, quota)?;
-        let ticket = Ticket { caller: Caller::Keyed, client: None };
+        let ticket = Ticket { caller: Caller::Keyed, client: None, body: self.hold_bodies(tenant, quota) };
         self.enter(tenant, quota, &ticket, TENANT_QUEUE_DEPTH, wait).await
+    }
+
+    /// An empty hold on `tenant`'s share of request bodies in memory.
+    pub fn hold_bodies(&self, tenant: &str, quota: &Quota) -> BodyHold {
+        let limit = quota.max_request_bytes.saturating_mul(BODIES_PER_TENANT);
+        BodyHold { bodies: self.bodies.clone(), tenant: tenant.to_string(), held: 0, limit }
     }
 
     /// One of `tenant`'s [`UPLOADS_PER_TENANT`] upload places, or [`Error::RateLimited`].
@@ -354,6 +433,15 @@ mod tests {
         assert!(admission.charge_invocation("acme", "g", &quota, Caller::Anonymous(Some(other))).is_err());
         drop(held);
         assert!(admission.charge_invocation("acme", "g", &quota, Caller::Anonymous(Some(other))).is_ok());
+
+        // Addresses of one IPv6 /64 are one client.
+        let v6 = |s: &str| Caller::Anonymous(Some(s.parse().unwrap()));
+        let held: Vec<Ticket> = (0..ANONYMOUS_PER_CLIENT)
+            .map(|i| admission.charge_invocation("acme", "g", &quota, v6(&format!("2001:db8::{i:x}"))).unwrap())
+            .collect();
+        assert!(admission.charge_invocation("acme", "g", &quota, v6("2001:db8::ffff:1")).is_err());
+        assert!(admission.charge_invocation("acme", "g", &quota, v6("2001:db8:0:1::1")).is_ok());
+        drop(held);
     }
 
     #[test]
@@ -374,5 +462,24 @@ mod tests {
         assert!(admission.begin_upload("acme").is_ok());
         drop(permits);
         assert!(admission.uploads.lock().unwrap().get("acme").is_none());
+    }
+
+    /// A tenant's requests hold at most BODIES_PER_TENANT × max_request_bytes of bodies in
+    /// memory together; each request gives its share back when it is done.
+    #[test]
+    fn request_bodies_share_a_budget_per_tenant() {
+        let admission = Admission::default();
+        let quota = Quota { max_request_bytes: 100, ..Quota::default() };
+        let mut holds: Vec<BodyHold> = (0..BODIES_PER_TENANT).map(|_| admission.hold_bodies("acme", &quota)).collect();
+        for hold in &mut holds {
+            hold.grow(100).unwrap();
+        }
+        let mut one_more = admission.hold_bodies("acme", &quota);
+        assert!(matches!(one_more.grow(1), Err(Error::RateLimited { .. })));
+        assert!(admission.hold_bodies("other", &quota).grow(100).is_ok(), "another tenant has its own");
+        holds.pop();
+        assert!(one_more.grow(100).is_ok());
+        drop((holds, one_more));
+        assert!(admission.bodies.lock().unwrap().is_empty());
     }
 }

@@ -99,10 +99,14 @@ impl Platform {
         ticket: Ticket,
         started: Instant,
     ) -> Result<Admitted> {
-        let running = self.scaler.begin(slot).await?;
         let record = slot.record();
+        // One wait for both queues, the function's then the tenant's.
         let wait = Duration::from_millis(record.manifest.limits.queue_timeout_ms);
-        let tenant = self.admission.enter(&record.tenant, quota, &ticket, TENANT_QUEUE_DEPTH, wait).await?;
+        let until = Instant::now() + wait;
+        let place = self.scaler.queue(slot, ticket.is_anonymous(), wait).await?;
+        let left = until.saturating_duration_since(Instant::now());
+        let tenant = self.admission.enter(&record.tenant, quota, &ticket, TENANT_QUEUE_DEPTH, left).await?;
+        let running = self.scaler.start(slot, place);
         Ok(Admitted { platform: self.clone(), slot: slot.clone(), started, running, _tenant: tenant, _ticket: ticket })
     }
 
@@ -141,7 +145,8 @@ impl Platform {
     }
 
     /// Admits model work done in the host (an explanation, an audit) for `tenant`: its energy
-    /// budget, its rate and its concurrency, as for an invocation by a key.
+    /// budget and its concurrency, as for an invocation by a key (the request paid its rate
+    /// when it was dispatched).
     pub async fn admit_work(self: &Arc<Self>, tenant: &Tenant) -> Result<WorkPermit> {
         self.meter.check_budget(&self.registry, &tenant.name, &tenant.quota)?;
         let wait = Duration::from_millis(Limits::default().queue_timeout_ms);
@@ -188,12 +193,10 @@ impl Admitted {
                 cold_start = Some(ColdStart { component: warm.wake_component, models: warm.wake_models, run });
             }
             add(&platform.metrics.invocations, 1);
-            if let Err(
-                host::InvokeError::Timeout(_) | host::InvokeError::Trapped(_) | host::InvokeError::MemoryLimit { .. },
-            ) = &outcome
-            {
-                // Such calls hold a core for as long as they are let: past a few, the tenant
-                // runs one call at a time (see `pool`).
+            if let Err(host::InvokeError::Timeout(_)) = &outcome {
+                // A call that ran to its timeout held a core all along: past a few, the tenant
+                // runs one call at a time (see `pool`). Traps are cheap, and are not counted:
+                // anyone could make a public function trap.
                 platform.pool.strike(&slot.record().tenant);
             }
             let (response, report): (host::Response, InvocationReport) = outcome?;

@@ -206,7 +206,7 @@ impl Platform {
             tenant: tenant.name.clone(),
             target,
             room,
-            permit,
+            permit: Some(permit),
             received: 0,
             pending: Vec::new(),
             writer: Some(writer),
@@ -334,7 +334,9 @@ pub struct Upload {
     tenant: String,
     target: Target,
     room: UploadRoom,
-    permit: UploadPermit,
+    /// Moved into the commit's pool job, so that the place and the reservation last as long
+    /// as the work, even if the request goes away.
+    permit: Option<UploadPermit>,
     received: u64,
     /// Bytes not yet handed to the writer.
     pending: Vec<u8>,
@@ -352,7 +354,8 @@ impl Upload {
         if matches!(self.target, Target::Component) && self.received > MAX_COMPONENT_BYTES {
             return Err(component_too_large());
         }
-        self.permit.reserve(self.received, self.room.storage_left).map_err(|others| {
+        let permit = self.permit.as_mut().ok_or_else(|| Error::internal("the upload is finished"))?;
+        permit.reserve(self.received, self.room.storage_left).map_err(|others| {
             Error::from(maas_registry::Error::QuotaExceeded(format!(
                 "the upload is at least {} bytes, and the tenant's other uploads in progress hold {others}: together \
                  more than its remaining storage ({} bytes left of max_storage_bytes)",
@@ -400,11 +403,12 @@ impl Upload {
         let (name, max_tensor_bytes) = (name.clone(), *max_tensor_bytes);
         let writer = self.writer().await?;
         let platform = self.platform.clone();
-        let (actor, tenant) = (self.actor.clone(), self.tenant.clone());
+        let (actor, tenant, permit) = (self.actor.clone(), self.tenant.clone(), self.permit.take());
         // The commit and its follow-ups in one job: they happen even if the request goes away.
         self.platform
             .pool
             .run_for(&self.tenant, move || -> Result<ModelVersion> {
+                let _permit = permit;
                 let version = commit_model(&platform.registry, &tenant, &name, writer, max_tensor_bytes)?;
                 platform.scaler.model_changed(&tenant, &name);
                 let (v, size_bytes) = (version.version, version.size_bytes);
@@ -424,10 +428,11 @@ impl Upload {
         }
         let writer = self.writer().await?;
         let platform = self.platform.clone();
-        let (actor, tenant) = (self.actor.clone(), self.tenant.clone());
+        let (actor, tenant, permit) = (self.actor.clone(), self.tenant.clone(), self.permit.take());
         self.platform
             .pool
             .run_for(&self.tenant, move || -> Result<ComponentRecord> {
+                let _permit = permit;
                 let registry = &platform.registry;
                 let blob = writer.finish()?;
                 let commit = || -> Result<ComponentRecord> {

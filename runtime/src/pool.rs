@@ -13,9 +13,9 @@
 //!   there are cores (alone, it may use every slot, which dynamic batching needs): the slots
 //!   outnumber the cores, and without this cap the operating system would share the cores by
 //!   thread, so the tenant with the most threads would take them;
-//! - a tenant whose work keeps failing the hard way ([`Pool::strike`]: timeouts, traps, memory
-//!   kills) is held to one running job until its strikes fade: such jobs hold a core for as
-//!   long as they are let, and once started they cannot be preempted.
+//! - a tenant whose calls keep running to their timeout ([`Pool::strike`]) is held to one
+//!   running job until its strikes fade: such calls hold a core for as long as they are let,
+//!   and once started they cannot be preempted.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,8 @@ use crate::error::{Error, Result};
 /// The lane of the platform's own work (no tenant).
 const PLATFORM: &str = "";
 
-/// Strikes at or above which a tenant is held to one running job.
+/// Strikes at or above which a tenant is held to one running job (with the fading, about
+/// three timeouts in quick succession).
 const STRIKES_TO_CAP: f64 = 2.0;
 
 /// How fast strikes fade: they halve in this time.
@@ -228,6 +229,11 @@ impl Pool {
             if lane.waiting.len() == 1 {
                 state.turn.push_back(tenant.to_string());
             }
+            // Slots may be free for lanes that were held back (their strikes have faded, or
+            // the contention that capped them is over): hand them out now.
+            if state.running < self.inner.size {
+                self.inner.dispatch(&mut state);
+            }
             receiver
         };
         waiting.await.map_err(|_| Error::internal("the pool went away"))
@@ -247,8 +253,8 @@ impl Pool {
         }));
     }
 
-    /// Records that a job of `tenant` failed the hard way (it ran to its timeout, trapped or
-    /// hit its memory limit). Past a few recent strikes, the tenant runs one job at a time.
+    /// Records that a call of `tenant` ran to its timeout. Past a few recent strikes, the
+    /// tenant runs one job at a time.
     pub fn strike(&self, tenant: &str) {
         let mut state = self.inner.state.lock().expect("pool lock");
         let now = Instant::now();

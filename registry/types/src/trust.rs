@@ -122,9 +122,41 @@ impl TryFrom<serde_json::Value> for Baseline {
     }
 }
 
+/// Most elements a list in a trust request (baseline values, groups, labels) may have: the
+/// server reads them one by one and stops there, rather than hold a body's worth first.
+pub const MAX_LIST: usize = 1 << 23;
+
 impl<'de> Deserialize<'de> for Baseline {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Baseline::try_from(serde_json::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Baseline;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"baseline: "zeros", "mean" or an array of numbers"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Baseline, E> {
+                match s {
+                    "zeros" => Ok(Baseline::Zeros),
+                    "mean" => Ok(Baseline::Mean),
+                    _ => Err(E::custom(r#"baseline must be "zeros", "mean" or an array of numbers"#)),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Baseline, A::Error> {
+                let mut values = Vec::new();
+                while let Some(v) = seq.next_element::<f64>()? {
+                    if values.len() >= MAX_LIST {
+                        return Err(serde::de::Error::custom(format!("baseline: more than {MAX_LIST} values")));
+                    }
+                    let v = v as f32;
+                    if !v.is_finite() {
+                        return Err(serde::de::Error::custom("baseline values must be finite numbers"));
+                    }
+                    values.push(v);
+                }
+                Ok(Baseline::Values(values))
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 
@@ -141,8 +173,10 @@ impl Serialize for Baseline {
 /// `POST /v1/tenants/{t}/models/{m}[/versions/{v}]/explain`: which input row to explain, how.
 ///
 /// `I` is how an input tensor is held: [`InferInput`] (JSON data) for clients; the server
-/// reads the data straight into numbers instead.
+/// reads the data straight into numbers instead. It is read field by field (not through a
+/// flattened struct, which would hold every other key of the body first).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "ExplainWire<I>")]
 pub struct ExplainRequest<I = InferInput> {
     /// The model's inputs, batch 1.
     pub inputs: Vec<I>,
@@ -155,6 +189,47 @@ impl ExplainRequest<InferInput> {
     /// An explanation of `inputs` by `method`, everything else at the server's defaults.
     pub fn new(method: Method, inputs: Vec<InferInput>) -> Self {
         ExplainRequest { inputs, params: ExplainParams { method, ..ExplainParams::default() } }
+    }
+}
+
+/// [`ExplainRequest`] as it is read: every field in one struct; unknown keys are skipped
+/// without being held.
+#[derive(Deserialize)]
+struct ExplainWire<I> {
+    inputs: Vec<I>,
+    #[serde(default)]
+    input: Option<String>,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    target: Option<usize>,
+    method: Method,
+    #[serde(default)]
+    baseline: Baseline,
+    #[serde(default)]
+    samples: Option<usize>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    patch: Option<usize>,
+    #[serde(default)]
+    layout: Option<ImageLayout>,
+}
+
+impl<I> From<ExplainWire<I>> for ExplainRequest<I> {
+    fn from(w: ExplainWire<I>) -> Self {
+        let params = ExplainParams {
+            input: w.input,
+            output: w.output,
+            target: w.target,
+            method: w.method,
+            baseline: w.baseline,
+            samples: w.samples,
+            seed: w.seed,
+            patch: w.patch,
+            layout: w.layout,
+        };
+        ExplainRequest { inputs: w.inputs, params }
     }
 }
 
@@ -361,12 +436,67 @@ fn group_text(value: serde_json::Value) -> Result<String, String> {
     }
 }
 
+/// One group value as it is read: a string, or a number or boolean as its JSON text.
+struct GroupText(String);
+
+impl<'de> Deserialize<'de> for GroupText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = GroupText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("group values: strings, numbers or booleans")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<GroupText, E> {
+                Ok(GroupText(s.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<GroupText, E> {
+                Ok(GroupText(b.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<GroupText, E> {
+                Ok(GroupText(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<GroupText, E> {
+                Ok(GroupText(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<GroupText, E> {
+                serde_json::Number::from_f64(v)
+                    .map(|n| GroupText(n.to_string()))
+                    .ok_or_else(|| E::custom("group values must be finite"))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// Reads a list element by element, at most [`MAX_LIST`] of them, each through `T`.
+fn capped_list<'de, D: Deserializer<'de>, T: Deserialize<'de>, U>(
+    d: D,
+    what: &'static str,
+    map: fn(T) -> Result<U, String>,
+) -> Result<Vec<U>, D::Error> {
+    struct Visit<T, U>(&'static str, fn(T) -> Result<U, String>);
+    impl<'de, T: Deserialize<'de>, U> serde::de::Visitor<'de> for Visit<T, U> {
+        type Value = Vec<U>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: an array", self.0)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<U>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<T>()? {
+                if out.len() >= MAX_LIST {
+                    return Err(serde::de::Error::custom(format!("{}: more than {MAX_LIST} values", self.0)));
+                }
+                out.push((self.1)(item).map_err(serde::de::Error::custom)?);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Visit(what, map))
+}
+
 fn group_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Vec::<serde_json::Value>::deserialize(d)?
-        .into_iter()
-        .map(group_text)
-        .collect::<Result<_, _>>()
-        .map_err(serde::de::Error::custom)
+    capped_list(d, "groups", |g: GroupText| Ok(g.0))
 }
 
 fn reference_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -376,19 +506,56 @@ fn reference_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
     }
 }
 
+/// One label as it is read: a boolean, or 0 or 1.
+struct Label(bool);
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Label;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("labels must be 0 or 1")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Label, E> {
+                Ok(Label(b))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Label, E> {
+                match v {
+                    0.0 => Ok(Label(false)),
+                    1.0 => Ok(Label(true)),
+                    other => Err(E::custom(format!("labels must be 0 or 1, not {other}"))),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Label, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Label, E> {
+                self.visit_f64(v as f64)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 fn label_values<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<bool>>, D::Error> {
-    let Some(values) = Option::<Vec<serde_json::Value>>::deserialize(d)? else { return Ok(None) };
-    values
-        .into_iter()
-        .map(|v| match v {
-            serde_json::Value::Bool(b) => Ok(b),
-            serde_json::Value::Number(n) if n.as_f64() == Some(0.0) => Ok(false),
-            serde_json::Value::Number(n) if n.as_f64() == Some(1.0) => Ok(true),
-            other => Err(format!("labels must be 0 or 1, not {other}")),
-        })
-        .collect::<Result<_, _>>()
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Option<Vec<bool>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("labels: an array of 0/1 or booleans, or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            capped_list(d, "labels", |l: Label| Ok(l.0)).map(Some)
+        }
+    }
+    d.deserialize_option(Visit)
 }
 
 /// Deserializes a present field (even `null`) as `Some`, so that `Option<Option<f64>>` tells
@@ -498,5 +665,27 @@ mod tests {
         assert_eq!(ImageLayout::detect(&[2, 3, 32, 32]), None);
         assert_eq!(ImageLayout::detect(&[1, 100]), None);
         assert_eq!(ImageLayout::Nhwc.dims(&[1, 4, 5, 3]), Some((3, 4, 5)));
+    }
+
+    /// Lists are read one element at a time and stop at [`MAX_LIST`]; keys the request does
+    /// not know are skipped, not held.
+    #[test]
+    fn trust_requests_read_lists_element_by_element() {
+        let explain: ExplainRequest = serde_json::from_value(serde_json::json!({
+            "inputs": [], "method": "occlusion", "baseline": [0, 1.5], "junk": [[1, 2], {"a": 3}]
+        }))
+        .unwrap();
+        assert_eq!(explain.params.baseline, Baseline::Values(vec![0.0, 1.5]));
+        let mut groups = String::from(r#"{"inputs": [], "favorable": {"class": 1}, "groups": ["#);
+        groups.push_str(&"1,".repeat(MAX_LIST));
+        groups.push_str("1]}");
+        let err = serde_json::from_str::<FairnessRequest>(&groups).unwrap_err().to_string();
+        assert!(err.contains("groups: more than"), "{err}");
+        let ok: FairnessRequest = serde_json::from_value(serde_json::json!({
+            "inputs": [], "favorable": {"class": 1}, "groups": ["a", 2, 2.5, true], "labels": [0, 1, true, false]
+        }))
+        .unwrap();
+        assert_eq!(ok.groups, ["a", "2", "2.5", "true"]);
+        assert_eq!(ok.labels, Some(vec![false, true, true, false]));
     }
 }

@@ -47,9 +47,12 @@ pub struct RequestBody {
     finished: bool,
     leftover: Leftover,
     idle_timeout: Duration,
-    /// When the first read began, and the bytes received since.
-    started: Option<Instant>,
+    /// Time spent waiting for the client's frames (not the handler's own time between two
+    /// reads), and the bytes received.
+    waited: Duration,
     received: u64,
+    /// When the current wait for a frame began.
+    asked: Option<Instant>,
     /// Fires when the client has sent nothing for `idle_timeout`.
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -85,8 +88,9 @@ impl RequestBody {
             finished: false,
             leftover,
             idle_timeout,
-            started: None,
+            waited: Duration::ZERO,
             received: 0,
+            asked: None,
             idle: None,
         }
     }
@@ -108,17 +112,19 @@ impl Body for RequestBody {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         this.polled = true;
-        let started = *this.started.get_or_insert_with(Instant::now);
+        let asked = *this.asked.get_or_insert_with(Instant::now);
         let polled = Pin::new(inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.finished = true,
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle = None;
+                this.asked = None;
+                this.waited += asked.elapsed();
                 this.received += frame.data_ref().map_or(0, |d| d.len() as u64);
-                let elapsed = started.elapsed();
-                if elapsed > RATE_GRACE && this.received < MIN_RATE * elapsed.as_secs() {
+                let waited = this.waited;
+                if waited > RATE_GRACE && this.received < MIN_RATE * waited.as_secs() {
                     let why = format!(
-                        "the request body arrived at less than {MIN_RATE} bytes per second ({} bytes in {elapsed:.0?})",
+                        "the request body arrived at less than {MIN_RATE} bytes per second ({} bytes in {waited:.0?})",
                         this.received
                     );
                     return this.stall(why);
@@ -166,8 +172,9 @@ impl Leftover {
         };
         let Some((body, polled)) = rest else { return !abandoned };
         if expects_continue && !polled {
-            // The client sends nothing unless asked: nothing is left on the connection.
-            return true;
+            // The client sends nothing unless asked, and hyper closes the connection rather
+            // than ask it now.
+            return false;
         }
         if body.size_hint().lower() > DRAIN_LIMIT {
             return false;

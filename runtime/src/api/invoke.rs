@@ -8,8 +8,8 @@ use http_body_util::Full;
 
 use super::body::RequestBody;
 use super::response::{Body, Stamp};
-use super::{Call, Peer, read_body};
-use crate::admission::Caller;
+use super::{Call, Peer, read_body_held};
+use crate::admission::{BodyHold, Caller};
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::host;
@@ -51,16 +51,22 @@ pub(super) async fn invoke(platform: Arc<Platform>, call: Call) -> Result<Respon
     let ticket = platform.charge(&slot, &owner.quota, caller)?;
     let rest = format!("/{}", call.params.get("rest"));
     // The body is read before the function's place is taken: a slow client holds none.
-    let request = guest_request(call.request, rest, owner.quota.max_request_bytes).await?;
+    let mut ticket = ticket;
+    let request = guest_request(call.request, rest, owner.quota.max_request_bytes, &mut ticket.body).await?;
     let admitted = platform.admit(&slot, &owner.quota, ticket, call.started).await?;
     Ok(render(admitted.invoke(request).await))
 }
 
 /// The request as the guest sees it, with `path` as its path: the body read whole (at most
-/// `limit` bytes, decompressed), the headers but `Authorization`.
-pub(super) async fn guest_request(request: Request<RequestBody>, path: String, limit: u64) -> Result<host::Request> {
+/// `limit` bytes, held in `hold`), the headers but `Authorization`.
+pub(super) async fn guest_request(
+    request: Request<RequestBody>,
+    path: String,
+    limit: u64,
+    hold: &mut BodyHold,
+) -> Result<host::Request> {
     let (parts, body) = request.into_parts();
-    let body = read_body(Request::from_parts(parts.clone(), body), limit).await?;
+    let body = read_body_held(Request::from_parts(parts.clone(), body), limit, hold).await?;
     Ok(host::Request {
         method: parts.method.to_string(),
         path,

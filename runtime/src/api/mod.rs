@@ -44,6 +44,7 @@ use tracing::Instrument;
 
 use self::body::{BodyError, Leftover};
 use self::routes::{Found, Params};
+use crate::admission::BodyHold;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
@@ -244,6 +245,26 @@ pub(crate) async fn read_body(req: Request<RequestBody>, limit: u64) -> Result<B
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(Error::PayloadTooLarge(limit)),
         Err(e) => Err(Error::invalid(format!("could not read the request body: {e}"))),
     }
+}
+
+/// [`read_body`] for the large bodies of invocations and model work: every byte is counted in
+/// `hold`, the tenant's share of bodies in memory, before it is kept.
+pub(crate) async fn read_body_held(req: Request<RequestBody>, limit: u64, hold: &mut BodyHold) -> Result<Bytes> {
+    if declared_length(&req).is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge(limit));
+    }
+    let mut body = req.into_body();
+    let mut kept = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::invalid(format!("could not read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if kept.len() as u64 + data.len() as u64 > limit {
+            return Err(Error::PayloadTooLarge(limit));
+        }
+        hold.grow(data.len() as u64)?;
+        kept.extend_from_slice(&data);
+    }
+    Ok(kept.freeze())
 }
 
 /// The body's size as the client declared it (`Content-Length`).

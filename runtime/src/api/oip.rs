@@ -89,9 +89,10 @@ pub(super) async fn infer(platform: Arc<Platform>, call: Call) -> Result<Respons
     let tenant = key_tenant(&call)?.clone();
     let found = model_version(&platform, &tenant.name, &call)?;
     let slot = platform.oip_slot(&tenant, &found);
-    let ticket = platform.charge(&slot, &tenant.quota, Caller::Keyed)?;
+    let mut ticket = platform.charge(&slot, &tenant.quota, Caller::Keyed)?;
     let path = call.request.uri().path().to_string();
-    let request = invoke::guest_request(call.request, path, tenant.quota.max_request_bytes).await?;
+    let limit = tenant.quota.max_request_bytes;
+    let request = invoke::guest_request(call.request, path, limit, &mut ticket.body).await?;
     let admitted = platform.admit(&slot, &tenant.quota, ticket, call.started).await?;
     Ok(invoke::render(admitted.invoke(request).await))
 }

@@ -10,7 +10,7 @@ use maas_registry::ModelVersion;
 use maas_types::{ExplainRequest, FairnessRequest, Tenant};
 
 use super::response::{Body, Stamp, ok, text};
-use super::{Call, parse_json, read_body};
+use super::{Call, parse_json, read_body_held};
 use crate::error::{Error, Result};
 use crate::inference::{HostInput, LoadedModel, ModelKey, RawTensor, tensor_from_input};
 use crate::platform::Platform;
@@ -32,7 +32,8 @@ where
         None => Error::not_found(format!("no model {name:?}")),
     })?;
     // Explanations and audits run models many times: they count like invocations.
-    let body = read_body(call.request, tenant.quota.max_request_bytes).await?;
+    let mut hold = platform.admission.hold_bodies(&tenant.name, &tenant.quota);
+    let body = read_body_held(call.request, tenant.quota.max_request_bytes, &mut hold).await?;
     let permit = platform.admit_work(&tenant).await?;
     let deadline = Instant::now() + Duration::from_millis(tenant.quota.max_timeout_ms);
     let limits = trust::Limits { deadline: Some(deadline), ..trust::Limits::default() };
@@ -41,6 +42,8 @@ where
         let (platform, tenant) = (platform.clone(), tenant.clone());
         permit
             .run(move || {
+                // The body's bytes stay counted for as long as the work holds them.
+                let _hold = hold;
                 let model = load(&platform, &tenant, &found)?;
                 job(&platform, &found, &model, body, limits)
             })

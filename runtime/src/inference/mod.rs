@@ -272,9 +272,12 @@ impl LoadedModel {
             return (self.plan_within(&shapes, limit).and_then(|plan| self.run_plan(&plan, ordered, deadline)), rows);
         }
         self.batches.run(ordered, rows, policy, &|mut inputs, merged| {
-            // A call that ran alone (the usual case at low load) runs as `run` would.
+            // A call that ran alone (the usual case at low load) runs as `run` would. A merged
+            // batch runs for all its callers, under the model's cap rather than one caller's
+            // limits: each caller's own deadline still stops its function once it returns.
             let rows = inputs[0].shape[0];
             let padded = if merged { rows.next_power_of_two().min(policy.max_batch_size) } else { rows };
+            let (limit, deadline) = if merged { (self.max_bytes, None) } else { (limit, deadline) };
             inputs.iter_mut().for_each(|input| input.pad_rows(padded));
             let plan = self.plan_within(&inputs.iter().map(|t| t.shape.clone()).collect::<Vec<_>>(), limit)?;
             let outputs = self.run_plan(&plan, inputs, deadline)?;

@@ -5,8 +5,8 @@
 //! 1. [`Scaler::slot`] finds a function's [`Slot`] (its record and counters), loading the
 //!    record from the registry on first use; [`Scaler::deployed`], [`Scaler::removed`] and
 //!    friends keep the slots in step with the registry.
-//! 2. [`Scaler::begin`] takes one of the function's concurrency places for a request, waiting
-//!    in the function's bounded queue when none is free.
+//! 2. [`Scaler::queue`] takes one of the function's concurrency places for a request, waiting
+//!    in the function's bounded queue when none is free; [`Scaler::start`] marks it in flight.
 //! 3. [`Scaler::warm`] returns the warm state, building it on the bounded pool when the
 //!    function is cold (the cold start, [`wake`]: component from its stored artifact, link,
 //!    models). Concurrent requests to a cold function wait for one build: a request is held,
@@ -102,7 +102,7 @@ impl Slot {
     }
 }
 
-/// Holds a slot's concurrency permit and marks one invocation in flight until dropped.
+/// Holds a slot's concurrency place and marks one invocation in flight until dropped.
 pub struct Running {
     slot: Arc<Slot>,
     scaler: Weak<Scaler>,
@@ -201,7 +201,7 @@ impl Scaler {
         let key = (record.tenant.clone(), record.name.clone());
         let mut slots = self.slots.lock().expect("scaler lock");
         match slots.get(&key) {
-            // A changed concurrency limit needs a new semaphore, hence a new slot.
+            // A changed concurrency limit needs a new lane, hence a new slot.
             Some(slot) if slot.record().manifest.limits.max_concurrency == record.manifest.limits.max_concurrency => {
                 *slot.record.lock().expect("slot lock") = Arc::new(record);
                 slot.warm.lock().expect("slot lock").take();
@@ -244,13 +244,14 @@ impl Scaler {
         }
     }
 
-    /// Takes one of the function's `max_concurrency` places and marks an invocation in flight,
-    /// waiting behind earlier requests when none is free. Refused with [`Error::RateLimited`]
-    /// when `queue_depth` requests already wait or the wait passes `queue_timeout_ms`.
-    pub async fn begin(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Running> {
+    /// Takes one of the function's `max_concurrency` places, waiting behind earlier requests
+    /// when none is free, at most `wait`. Refused with [`Error::RateLimited`] when
+    /// `queue_depth` requests already wait (half of it for an `anonymous` caller, so that
+    /// anonymous calls cannot fill a public function's queue) or the wait runs out.
+    pub async fn queue(&self, slot: &Slot, anonymous: bool, wait: Duration) -> Result<Place> {
         let limits = slot.record().manifest.limits.clone();
-        let wait = Duration::from_millis(limits.queue_timeout_ms);
-        let place = slot.lane.enter(limits.queue_depth, wait).await.map_err(|refused| {
+        let depth = if anonymous { limits.queue_depth / 2 } else { limits.queue_depth };
+        slot.lane.enter(depth, wait).await.map_err(|refused| {
             let n = limits.max_concurrency;
             match refused {
                 Refused::Full => Error::rate_limited(
@@ -262,11 +263,15 @@ impl Scaler {
                     wait.as_secs().max(1),
                 ),
             }
-        })?;
+        })
+    }
+
+    /// Marks an invocation that holds `place` (from [`Scaler::queue`]) in flight.
+    pub fn start(self: &Arc<Self>, slot: &Arc<Slot>, place: Place) -> Running {
         slot.in_flight.fetch_add(1, Ordering::AcqRel);
         slot.invocations.fetch_add(1, Ordering::Relaxed);
         *slot.last_invoked_at.lock().expect("slot lock") = Some(SystemTime::now());
-        Ok(Running { slot: slot.clone(), scaler: Arc::downgrade(self), _place: place })
+        Running { slot: slot.clone(), scaler: Arc::downgrade(self), _place: place }
     }
 
     /// The function's warm state, and whether this request found it cold or woke it; a cold
