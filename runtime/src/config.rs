@@ -34,6 +34,13 @@ pub struct Config {
     pub max_blocking: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// The executable that analyses uploaded models in a child process under a time and
+    /// memory budget (`<program> analyze-model`); `maas serve` sets itself. Without one,
+    /// uploads are analysed in process, under the model bounds alone.
+    pub analyzer_program: Option<PathBuf>,
+    /// How long the analysis of one uploaded model may take, out of process
+    /// (`MAAS_ANALYSIS_TIMEOUT_S`).
+    pub analysis_timeout: Duration,
     /// What the per-shape plans of all models may hold together, bytes (the least recently
     /// used goes first). Models optimized with their batch size open have one plan for every
     /// shape and are not counted here.
@@ -59,6 +66,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MAAS_LOG", "log filter (default info,wasmtime=warn,cranelift=warn)"),
     ("MAAS_WATTS_PER_CORE", "power of one busy core in watts, for energy figures (default 3.5)"),
     ("MAAS_GRID_GCO2E_PER_KWH", "carbon intensity of the grid in gCO2e/kWh, for CO2e figures (default 475)"),
+    ("MAAS_ANALYSIS_TIMEOUT_S", "how long the analysis of one uploaded model may take, in seconds (default 30)"),
 ];
 
 /// The log filter when `MAAS_LOG` is unset.
@@ -78,6 +86,8 @@ impl Config {
             shutdown_grace: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(10),
             plan_memory_bytes: 1 << 30,
+            analyzer_program: None,
+            analysis_timeout: Duration::from_secs(30),
             energy: EnergyModel::default(),
             log_filter: DEFAULT_LOG_FILTER.to_string(),
         }
@@ -116,6 +126,9 @@ impl Config {
         }
         if let Some(intensity) = positive("MAAS_GRID_GCO2E_PER_KWH")? {
             config.energy.grid_gco2e_per_kwh = intensity;
+        }
+        if let Some(seconds) = positive("MAAS_ANALYSIS_TIMEOUT_S")? {
+            config.analysis_timeout = Duration::from_secs_f64(seconds.max(0.001));
         }
         Ok(config)
     }
@@ -248,6 +261,7 @@ mod tests {
             ("MAAS_LOG", "debug"),
             ("MAAS_WATTS_PER_CORE", "7.5"),
             ("MAAS_GRID_GCO2E_PER_KWH", "120"),
+            ("MAAS_ANALYSIS_TIMEOUT_S", "2.5"),
         ])
         .unwrap();
         let defaults = Config::new("./maas-data");
@@ -258,10 +272,11 @@ mod tests {
         assert_eq!(config.log_filter, "debug");
         assert_eq!(config.energy.watts_per_core, 7.5);
         assert_eq!(config.energy.grid_gco2e_per_kwh, 120.0);
+        assert_eq!(config.analysis_timeout, Duration::from_millis(2500));
         // Each variable above moved its field off the default, so each one is read.
         assert_ne!(config.listen, defaults.listen);
         assert_ne!(config.energy, defaults.energy);
-        assert_eq!(ENV_VARS.len(), 7, "a variable added to ENV_VARS needs a line in this test");
+        assert_eq!(ENV_VARS.len(), 8, "a variable added to ENV_VARS needs a line in this test");
     }
 
     #[test]
@@ -307,9 +322,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        for (name, value) in
-            [("MAAS_LISTEN", "localhost"), ("MAAS_WATTS_PER_CORE", "lots"), ("MAAS_GRID_GCO2E_PER_KWH", "-1")]
-        {
+        for (name, value) in [
+            ("MAAS_LISTEN", "localhost"),
+            ("MAAS_WATTS_PER_CORE", "lots"),
+            ("MAAS_GRID_GCO2E_PER_KWH", "-1"),
+            ("MAAS_ANALYSIS_TIMEOUT_S", "soon"),
+        ] {
             let err = format!("{:#}", from(&[(name, value)]).unwrap_err());
             assert!(err.contains(name), "{err}");
         }

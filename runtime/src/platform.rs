@@ -15,9 +15,7 @@
 use std::sync::Arc;
 
 use maas_registry::{BlobWriter, ComponentRecord, FunctionRecord, ModelVersion, Registry, UploadRoom};
-use maas_types::{
-    AuditEntry, CreateKey, CreatedKey, FairnessReport, Manifest, ModelCard, QuotaPatch, Tenant, TensorSpec,
-};
+use maas_types::{AuditEntry, CreateKey, CreatedKey, FairnessReport, Manifest, ModelCard, QuotaPatch, Tenant};
 use serde_json::json;
 
 use crate::admission::{Admission, UploadPermit};
@@ -25,7 +23,7 @@ use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::inference::{LoadedModel, ModelCache};
+use crate::inference::{Analyzer, ModelCache, Signature, analyze};
 use crate::metering::Meter;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
@@ -81,6 +79,12 @@ impl Platform {
     /// Models currently loaded by warm functions.
     pub fn models(&self) -> &ModelCache {
         self.scaler.models()
+    }
+
+    /// How uploaded models are analysed out of process, if they are.
+    fn analyzer(&self) -> Option<Analyzer> {
+        let program = self.config.analyzer_program.clone()?;
+        Some(Analyzer { program, timeout: self.config.analysis_timeout })
     }
 
     /// The tenant `name`, or [`Error::NotFound`]: for callers that may act on it (the admin, who
@@ -409,7 +413,9 @@ impl Upload {
             .pool
             .run_for(&self.tenant, move || -> Result<ModelVersion> {
                 let _permit = permit;
-                let version = commit_model(&platform.registry, &tenant, &name, writer, max_tensor_bytes)?;
+                let analyzer = platform.analyzer();
+                let version =
+                    commit_model(&platform.registry, &tenant, &name, writer, max_tensor_bytes, analyzer.as_ref())?;
                 platform.scaler.model_changed(&tenant, &name);
                 let (v, size_bytes) = (version.version, version.size_bytes);
                 tracing::info!(tenant, model = name, version = v, size_bytes, "model uploaded");
@@ -470,14 +476,16 @@ fn discard(registry: &Registry, blob: &maas_registry::BlobRef) {
     }
 }
 
-/// Finishes the blob, loads it with tract (the validation) and commits the version; a refused
-/// file is discarded. Runs on the pool.
+/// Finishes the blob, analyses it with tract (the validation; out of process under a budget
+/// when there is an `analyzer`) and commits the version; a refused file is discarded. Runs on
+/// the pool.
 fn commit_model(
     registry: &Registry,
     tenant: &str,
     name: &str,
     writer: BlobWriter,
     max_tensor_bytes: u64,
+    analyzer: Option<&Analyzer>,
 ) -> Result<ModelVersion> {
     let blob = writer.finish()?;
     let commit = || -> Result<ModelVersion> {
@@ -485,10 +493,7 @@ fn commit_model(
             return Err(crate::inference::InferenceError::InvalidModel("the model file is empty".into()).into());
         }
         let bytes = registry.read_blob(tenant, &blob)?;
-        let model = LoadedModel::load(&bytes, max_tensor_bytes)?;
-        let signature = model.signature();
-        let (inputs, outputs): (Vec<TensorSpec>, Vec<TensorSpec>) =
-            (signature.inputs.clone(), signature.outputs.clone());
+        let Signature { inputs, outputs } = analyze(&bytes, max_tensor_bytes, analyzer)?;
         Ok(registry.commit_model_version(tenant, name, blob.clone(), inputs, outputs)?)
     };
     commit().inspect_err(|_| discard(registry, &blob))

@@ -25,6 +25,7 @@
 //! largest step at run time, against the memory limit of the function running it. A panic
 //! inside tract is caught and becomes the error of the stage it happened in.
 
+mod analysis;
 mod batch;
 mod bounds;
 mod cache;
@@ -35,6 +36,7 @@ mod rows;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use analysis::{Analyzer, analyze, analyze_stdin};
 pub use batch::BatchPolicy;
 pub use cache::{ModelCache, ModelKey};
 pub use datatype::TractDatatype;

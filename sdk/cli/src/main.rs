@@ -24,7 +24,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server. Its environment: MAAS_LISTEN, MAAS_DATA, MAAS_ADMIN_KEY, MAAS_MASTER_KEY,
-    /// MAAS_LOG, MAAS_WATTS_PER_CORE, MAAS_GRID_GCO2E_PER_KWH (see the README).
+    /// MAAS_LOG, MAAS_WATTS_PER_CORE, MAAS_GRID_GCO2E_PER_KWH, MAAS_ANALYSIS_TIMEOUT_S (see the
+    /// README).
     Serve {
         /// Address to listen on [default: MAAS_LISTEN, or 127.0.0.1:8080].
         #[arg(long)]
@@ -34,6 +35,14 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Analyse one model read on stdin, for a server (`maas serve` runs itself with it, under
+    /// a time and memory budget, for every model upload).
+    #[command(hide = true)]
+    AnalyzeModel {
+        /// The most bytes one tensor of the model may hold.
+        #[arg(long)]
+        max_tensor_bytes: u64,
+    },
     #[command(flatten)]
     Client(commands::Command),
 }
@@ -42,6 +51,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { listen, data } => serve(listen, data),
+        Command::AnalyzeModel { max_tensor_bytes } => {
+            std::process::exit(maas_runtime::inference::analyze_stdin(max_tensor_bytes))
+        }
         Command::Client(command) => std::process::exit(commands::run(cli.client, command)),
     }
 }
@@ -52,6 +64,8 @@ fn serve(listen: Option<SocketAddr>, data: Option<PathBuf>) -> anyhow::Result<()
     let mut config = maas_runtime::Config::from_env()?;
     config.listen = listen.unwrap_or(config.listen);
     config.data_dir = data.unwrap_or(config.data_dir);
+    // Uploaded models are analysed by this binary again, in a process of their own.
+    config.analyzer_program = Some(std::env::current_exe()?);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
         .with_writer(std::io::stderr)

@@ -352,6 +352,7 @@ fn serve_reads_its_environment() {
         .env("MAAS_LOG", "warn")
         .env("MAAS_WATTS_PER_CORE", "7.5")
         .env("MAAS_GRID_GCO2E_PER_KWH", "120")
+        .env("MAAS_ANALYSIS_TIMEOUT_S", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -373,6 +374,18 @@ fn serve_reads_its_environment() {
     // MAAS_WATTS_PER_CORE and MAAS_GRID_GCO2E_PER_KWH: the energy model of the usage report.
     let usage = admin.get("/v1/tenants/acme/usage").json();
     assert_eq!(usage["energy_model"], json!({ "watts_per_core": 7.5, "grid_gco2e_per_kwh": 120.0 }), "{usage}");
+    // MAAS_ANALYSIS_TIMEOUT_S: uploads are analysed by this binary in a process of its own,
+    // stopped after 1 s; the model is refused and the server goes on.
+    assert_eq!(admin.put_bytes("/v1/tenants/acme/models/mlp", &models::mlp(1)).status, 201);
+    let started = std::time::Instant::now();
+    let slow = admin.put_bytes("/v1/tenants/acme/models/slow", &models::hostile::long_chain(40_000));
+    let body = String::from_utf8_lossy(&slow.body).into_owned();
+    assert_eq!((slow.status, slow.code().as_str()), (400, "invalid_model"), "{body}");
+    assert!(body.contains("longer than its budget of 1s"), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    let bomb = admin.put_bytes("/v1/tenants/acme/models/bomb", &models::hostile::expand());
+    assert_eq!((bomb.status, bomb.code().as_str()), (400, "invalid_model"));
+    assert_eq!(admin.get("/v1/tenants/acme/models").json()["models"].as_array().map(Vec::len), Some(1));
     // MAAS_DATA and MAAS_MASTER_KEY: the store is there, no key was generated beside it.
     assert!(data.path().join("db").is_dir());
     assert!(!data.path().join("admin.key").exists() && !data.path().join("master.key").exists());
