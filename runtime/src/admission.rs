@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,14 +51,13 @@ pub struct Admission {
     bodies: Bodies,
 }
 
-/// Bytes of request bodies held per tenant, shared with the holds.
-type Bodies = Arc<Mutex<HashMap<String, u64>>>;
+/// Bytes of request bodies held per tenant: one counter per tenant, shared with the holds.
+type Bodies = Mutex<HashMap<String, Arc<AtomicU64>>>;
 
 /// The bytes of request bodies one request holds in memory, counted against its tenant's
 /// [`BODIES_PER_TENANT`] × `max_request_bytes`; given back when dropped (the request done).
 pub struct BodyHold {
-    bodies: Bodies,
-    tenant: String,
+    total: Arc<AtomicU64>,
     held: u64,
     limit: u64,
 }
@@ -66,18 +66,19 @@ impl BodyHold {
     /// Holds `more` bytes, or refuses with [`Error::RateLimited`] when the tenant's requests
     /// already hold their share.
     pub fn grow(&mut self, more: u64) -> Result<()> {
-        let mut bodies = self.bodies.lock().expect("bodies lock");
-        let total = bodies.entry(self.tenant.clone()).or_default();
-        if total.saturating_add(more) > self.limit {
+        let limit = self.limit;
+        let grown = self.total.fetch_update(AtomicOrdering::AcqRel, AtomicOrdering::Acquire, |total| {
+            total.checked_add(more).filter(|&t| t <= limit)
+        });
+        if let Err(total) = grown {
             return Err(Error::rate_limited(
                 format!(
-                    "tenant {}'s requests already hold {} bytes of bodies in memory, its share ({} × max_request_bytes)",
-                    self.tenant, total, BODIES_PER_TENANT
+                    "the tenant's requests already hold {total} bytes of bodies in memory, its share \
+                     ({BODIES_PER_TENANT} × max_request_bytes)"
                 ),
                 1,
             ));
         }
-        *total += more;
         self.held += more;
         Ok(())
     }
@@ -85,13 +86,7 @@ impl BodyHold {
 
 impl Drop for BodyHold {
     fn drop(&mut self) {
-        let mut bodies = self.bodies.lock().expect("bodies lock");
-        if let Some(total) = bodies.get_mut(&self.tenant) {
-            *total -= self.held;
-            if *total == 0 {
-                bodies.remove(&self.tenant);
-            }
-        }
+        self.total.fetch_sub(self.held, AtomicOrdering::AcqRel);
     }
 }
 
@@ -339,7 +334,12 @@ impl Admission {
     /// An empty hold on `tenant`'s share of request bodies in memory.
     pub fn hold_bodies(&self, tenant: &str, quota: &Quota) -> BodyHold {
         let limit = quota.max_request_bytes.saturating_mul(BODIES_PER_TENANT);
-        BodyHold { bodies: self.bodies.clone(), tenant: tenant.to_string(), held: 0, limit }
+        let mut bodies = self.bodies.lock().expect("bodies lock");
+        let total = match bodies.get(tenant) {
+            Some(total) => total.clone(),
+            None => bodies.entry(tenant.to_string()).or_default().clone(),
+        };
+        BodyHold { total, held: 0, limit }
     }
 
     /// One of `tenant`'s [`UPLOADS_PER_TENANT`] upload places, or [`Error::RateLimited`].
@@ -480,6 +480,6 @@ mod tests {
         holds.pop();
         assert!(one_more.grow(100).is_ok());
         drop((holds, one_more));
-        assert!(admission.bodies.lock().unwrap().is_empty());
+        assert!(admission.bodies.lock().unwrap().values().all(|total| total.load(AtomicOrdering::Relaxed) == 0));
     }
 }

@@ -32,6 +32,9 @@ const PLATFORM: &str = "";
 /// three timeouts in quick succession).
 const STRIKES_TO_CAP: f64 = 2.0;
 
+/// Lanes kept past which idle ones are swept.
+const IDLE_LANES: usize = 64;
+
 /// How fast strikes fade: they halve in this time.
 const STRIKE_HALF_LIFE: Duration = Duration::from_secs(10);
 
@@ -109,12 +112,13 @@ impl Drop for Slot {
         }
         let mut state = self.inner.state.lock().expect("pool lock");
         state.running -= 1;
-        let now = Instant::now();
         if let Some(lane) = state.lanes.get_mut(&self.lane) {
             lane.running -= 1;
-            if lane.idle(now) {
-                state.lanes.remove(&self.lane);
-            }
+        }
+        // Idle lanes are kept for their next job (no allocation then), and swept when many.
+        if state.lanes.len() > IDLE_LANES {
+            let now = Instant::now();
+            state.lanes.retain(|_, lane| !lane.idle(now));
         }
         self.inner.dispatch(&mut state);
     }
@@ -218,7 +222,10 @@ impl Pool {
             let now = Instant::now();
             let free = state.running < self.inner.size;
             let limit = self.inner.limit(&state, tenant);
-            let lane = state.lanes.entry(tenant.to_string()).or_insert_with(Lane::new);
+            if !state.lanes.contains_key(tenant) {
+                state.lanes.insert(tenant.to_string(), Lane::new());
+            }
+            let lane = state.lanes.get_mut(tenant).expect("inserted above");
             if free && lane.waiting.is_empty() && lane.running < lane.cap(limit, now) {
                 lane.running += 1;
                 state.running += 1;
@@ -319,7 +326,9 @@ mod tests {
         }
         assert_eq!(peak.load(Ordering::SeqCst), 2);
         assert_eq!(pool.available(), 2);
-        assert!(pool.inner.state.lock().unwrap().lanes.is_empty(), "idle lanes are forgotten");
+        let state = pool.inner.state.lock().unwrap();
+        assert!(state.lanes.values().all(|lane| lane.running == 0 && lane.waiting.is_empty()));
+        assert_eq!(state.running, 0);
     }
 
     /// A tenant arriving behind another's burst is served at the next free slot, not after

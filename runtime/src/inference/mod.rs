@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use lru::LruCache;
@@ -146,7 +146,8 @@ pub struct LoadedModel {
     /// What per-shape plans may hold, with every other model's.
     budget: Arc<PlanBudget>,
     id: u64,
-    working_sets: Mutex<LruCache<Shapes, WorkingSet>>,
+    /// Read on every run by every caller at once: a read lock, and `peek` (no LRU update).
+    working_sets: RwLock<LruCache<Shapes, WorkingSet>>,
     batches: batch::Batches,
 }
 
@@ -211,7 +212,7 @@ impl LoadedModel {
             plans: ShapePlans::new(),
             budget,
             id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
-            working_sets: Mutex::new(LruCache::new(cap)),
+            working_sets: RwLock::new(LruCache::new(cap)),
             batches: batch::Batches::default(),
         };
         if let Some(shapes) = model.fixed_input_shapes() {
@@ -410,7 +411,17 @@ impl LoadedModel {
         let checked = |(needed, node): &WorkingSet| {
             if *needed > limit { Err(bounds::too_large(shapes, *needed, node, limit)) } else { Ok(()) }
         };
-        let known = self.working_sets.lock().expect("working sets lock").get(shapes).cloned();
+        // The usual case, without a copy of anything: shapes seen before, within the limit,
+        // and a general plan.
+        if let Some(general) = &self.general {
+            let known = self.working_sets.read().expect("working sets lock");
+            if let Some((needed, _)) = known.peek(shapes)
+                && *needed <= limit
+            {
+                return Ok(general.clone());
+            }
+        }
+        let known = self.working_sets.read().expect("working sets lock").peek(shapes).cloned();
         let measured = match known {
             Some(working_set) => Some(working_set),
             // The working set is measured before anything is built for these shapes: binding
@@ -421,7 +432,7 @@ impl LoadedModel {
                         || bounds::working_set(&self.typed, &values).map_err(into_inference_error),
                         |panic| InferenceError::InvalidInput(format!("input shapes {shapes:?}: {panic}")),
                     )?;
-                    self.working_sets.lock().expect("working sets lock").put(shapes.to_vec(), working_set.clone());
+                    self.working_sets.write().expect("working sets lock").put(shapes.to_vec(), working_set.clone());
                     Some(working_set)
                 }
                 // Shapes the declared ones cannot bind: measured once the model is pinned.
