@@ -16,6 +16,17 @@ fn mlp_request(seed: u64) -> Value {
     oip_request("input", &[1, 100], &models::seeded_input(seed, &[1, 100]))
 }
 
+/// The peak resident memory of this process (the server runs in it), MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
 /// Opens a connection and sends a request's head plus `sent` of the `declared` body bytes.
 fn stall(server: &TestServer, path: &str, declared: usize, sent: &[u8]) -> TcpStream {
     let mut stream = TcpStream::connect(server.addr()).unwrap();
@@ -187,10 +198,15 @@ fn hostile_models_are_refused_at_upload_and_per_request() {
     let key = admin.post_json("/v1/tenants/acme/keys", &json!({ "role": "invoker" })).json()["key"].clone();
     let invoker = server.client(key.as_str().unwrap());
     let empty = json!({ "inputs": [{ "name": "x", "shape": [268435456, 0], "datatype": "FP32", "data": [] }] });
+    let peak = peak_rss_mib();
     let r = invoker.post_json("/v2/models/amp/infer", &empty);
     let body = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_input"), "{body}");
     assert!(body.contains("memory limit"), "{body}");
+    // The 1 GiB output was never allocated: the process's peak grew by far less (other tests
+    // of this binary run beside, hence the margin).
+    let grown = peak_rss_mib() - peak;
+    assert!(grown < 512.0, "peak RSS grew by {grown:.0} MiB");
     let fine = json!({ "inputs": [{ "name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 5] }] });
     let r = invoker.post_json("/v2/models/amp/infer", &fine);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
