@@ -38,8 +38,8 @@ pub struct Config {
     /// memory budget (`<program> analyze-model`); `maas serve` sets itself. Without one,
     /// uploads are analysed in process, under the model bounds alone.
     pub analyzer_program: Option<PathBuf>,
-    /// How long the analysis of one uploaded model may take, out of process
-    /// (`MAAS_ANALYSIS_TIMEOUT_S`).
+    /// How long the analysis of one uploaded model (out of process) or the compile of one
+    /// component may take (`MAAS_ANALYSIS_TIMEOUT_S`).
     pub analysis_timeout: Duration,
     /// What the per-shape plans of all models may hold together, bytes (the least recently
     /// used goes first). Models optimized with their batch size open have one plan for every
@@ -66,7 +66,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MAAS_LOG", "log filter (default info,wasmtime=warn,cranelift=warn)"),
     ("MAAS_WATTS_PER_CORE", "power of one busy core in watts, for energy figures (default 3.5)"),
     ("MAAS_GRID_GCO2E_PER_KWH", "carbon intensity of the grid in gCO2e/kWh, for CO2e figures (default 475)"),
-    ("MAAS_ANALYSIS_TIMEOUT_S", "how long the analysis of one uploaded model may take, in seconds (default 30)"),
+    (
+        "MAAS_ANALYSIS_TIMEOUT_S",
+        "how long analysing one uploaded model or compiling one component may take, in seconds (default 30)",
+    ),
 ];
 
 /// The log filter when `MAAS_LOG` is unset.

@@ -22,7 +22,7 @@ use crate::admission::{Admission, UploadPermit};
 use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::host::Host;
+use crate::host::{Host, InvalidComponent};
 use crate::inference::{Analyzer, ModelCache, Signature, analyze};
 use crate::metering::Meter;
 use crate::metrics::Metrics;
@@ -309,9 +309,9 @@ impl Platform {
     }
 }
 
-/// The largest component accepted: compiling takes time in proportion to its size, and a
-/// compile cannot be interrupted, so its size is its time budget (components are usually a
-/// few MiB; a Python interpreter compiled in is about 40).
+/// The largest component accepted: compiling takes time and memory in proportion to its size
+/// and cannot be interrupted (components are usually a few MiB; a Python interpreter compiled
+/// in is about 40).
 pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 
 fn component_too_large() -> Error {
@@ -428,6 +428,11 @@ impl Upload {
 
     /// Compiles the component, refusing it unless it is a component of the function world,
     /// and stores it with its precompiled artifact, or leaves nothing.
+    ///
+    /// A compile cannot be interrupted. Past the budget (`analysis_timeout`) the upload is
+    /// refused and the tenant struck (so it compiles one at a time, see [`Pool::strike`]); the
+    /// compile runs out on the tenant's own lane, holding its upload place, and its result is
+    /// thrown away.
     pub async fn finish_component(mut self) -> Result<ComponentRecord> {
         if !matches!(self.target, Target::Component) {
             return Err(Error::internal("a model upload finished as a component"));
@@ -435,29 +440,65 @@ impl Upload {
         let writer = self.writer().await?;
         let platform = self.platform.clone();
         let (actor, tenant, permit) = (self.actor.clone(), self.tenant.clone(), self.permit.take());
-        self.platform
-            .pool
-            .run_for(&self.tenant, move || -> Result<ComponentRecord> {
-                let _permit = permit;
-                let registry = &platform.registry;
-                let blob = writer.finish()?;
-                let commit = || -> Result<ComponentRecord> {
-                    // Compile first: an invalid component is refused before it is committed.
-                    let wasm = registry.read_blob(&tenant, &blob)?;
-                    let (_component, artifact) = platform.host.compile(&wasm)?;
-                    drop(wasm);
-                    let record = registry.put_component(&tenant, blob.clone())?;
-                    registry.put_artifact(&tenant, &record.digest, platform.host.fingerprint(), &artifact)?;
-                    Ok(record)
-                };
-                let record = commit().inspect_err(|_| discard(registry, &blob))?;
-                let (digest, size_bytes) = (&record.digest, record.size_bytes);
-                tracing::info!(tenant, digest, size_bytes, "component uploaded");
-                platform.record(&actor, "component.upload", Some(&tenant), digest, json!({ "size_bytes": size_bytes }));
+        let phase = Arc::new(std::sync::Mutex::new(Compile::Running));
+        let job_phase = phase.clone();
+        let job = self.platform.pool.run_for(&self.tenant, move || -> Result<ComponentRecord> {
+            let _permit = permit;
+            let registry = &platform.registry;
+            let blob = writer.finish()?;
+            let commit = || -> Result<ComponentRecord> {
+                // Compile first: an invalid component is refused before it is committed.
+                let wasm = registry.read_blob(&tenant, &blob)?;
+                let (_component, artifact) = platform.host.compile(&wasm)?;
+                drop(wasm);
+                {
+                    let mut phase = job_phase.lock().expect("compile phase lock");
+                    if *phase == Compile::Abandoned {
+                        return Err(Error::invalid("the upload was refused while it compiled"));
+                    }
+                    *phase = Compile::Committing;
+                }
+                let record = registry.put_component(&tenant, blob.clone())?;
+                registry.put_artifact(&tenant, &record.digest, platform.host.fingerprint(), &artifact)?;
                 Ok(record)
-            })
-            .await?
+            };
+            let record = commit().inspect_err(|_| discard(registry, &blob))?;
+            let (digest, size_bytes) = (&record.digest, record.size_bytes);
+            tracing::info!(tenant, digest, size_bytes, "component uploaded");
+            platform.record(&actor, "component.upload", Some(&tenant), digest, json!({ "size_bytes": size_bytes }));
+            Ok(record)
+        });
+        let mut job = std::pin::pin!(job);
+        let budget = self.platform.config.analysis_timeout;
+        match tokio::time::timeout(budget, &mut job).await {
+            Ok(result) => result?,
+            Err(_) => {
+                let committing = {
+                    let mut phase = phase.lock().expect("compile phase lock");
+                    let committing = *phase == Compile::Committing;
+                    if !committing {
+                        *phase = Compile::Abandoned;
+                    }
+                    committing
+                };
+                if committing {
+                    // Compiled just in time: its commit is under way.
+                    return job.await?;
+                }
+                self.platform.pool.strike(&self.tenant);
+                Err(InvalidComponent(format!("compiling the component took longer than its budget of {budget:?}"))
+                    .into())
+            }
+        }
     }
+}
+
+/// Where a component's compile is, for its upload's time budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Compile {
+    Running,
+    Committing,
+    Abandoned,
 }
 
 impl Drop for Upload {

@@ -308,3 +308,40 @@ fn oversized_components_are_refused_before_reading() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("67108864"), "{answer}");
 }
+
+/// A component whose compile outlasts the budget is refused, and what the compile produced
+/// once it ran out is thrown away: nothing is stored.
+#[test]
+fn compiles_past_the_budget_are_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(temp.path(), |c| c.analysis_timeout = Duration::from_millis(1));
+    let admin = tenant(&server, "acme");
+    let wasm = maas_tests::guest_wasm("maas_fn_misbehave");
+    let r = admin.post_bytes("/v1/tenants/acme/components", &wasm, "application/wasm");
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_component"), "{body}");
+    assert!(body.contains("longer than its budget of 1ms"), "{body}");
+    // The compile goes on in the background; once it is done, its chunk files are gone and
+    // nothing of it is kept.
+    let chunk_files = || {
+        let mut stack = vec![temp.path().join("db").join("chunks")];
+        let mut files = 0;
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.path().is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    files += 1;
+                }
+            }
+        }
+        files
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chunk_files() > 0 {
+        assert!(Instant::now() < deadline, "the refused component's chunks are still there");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(admin.get("/v1/tenants/acme/components").json(), json!({ "components": [] }));
+    assert_eq!(admin.get("/v1/tenants/acme/usage").json()["storage_bytes"], 0);
+}
