@@ -8,10 +8,9 @@ use maas_registry::FunctionRecord;
 use maas_types::{ComponentList, FunctionInfo, FunctionList, FunctionStatus, Manifest};
 
 use super::response::{Body, empty, json, ok};
-use super::{Call, declared_length, parse_json, read_body};
+use super::{Call, declared_length, parse_json, read_body, stream_upload};
 use crate::error::{Error, Result};
 use crate::platform::Platform;
-use http_body_util::BodyExt;
 
 /// Manifests are small JSON documents.
 const MANIFEST_LIMIT: u64 = 256 << 10;
@@ -21,13 +20,7 @@ const MANIFEST_LIMIT: u64 = 256 << 10;
 pub(super) async fn upload_component(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
     let declared = declared_length(&call.request);
     let mut upload = platform.begin_component_upload(&call.principal, call.tenant()?, declared)?;
-    let mut body = call.request.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Error::invalid(format!("could not read the upload: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            upload.write(&data).await?;
-        }
-    }
+    stream_upload(call.request, &mut upload).await?;
     let record = upload.finish_component().await?;
     Ok(json(StatusCode::CREATED, &record.info()))
 }

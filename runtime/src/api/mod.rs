@@ -267,6 +267,18 @@ pub(crate) async fn read_body_held(req: Request<RequestBody>, limit: u64, hold: 
     Ok(kept.freeze())
 }
 
+/// Streams the request's body into `upload`, frame by frame.
+pub(crate) async fn stream_upload(req: Request<RequestBody>, upload: &mut crate::platform::Upload) -> Result<()> {
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::invalid(format!("could not read the upload: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            upload.write(&data).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The body's size as the client declared it (`Content-Length`).
 pub(crate) fn declared_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers().get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()

@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use http::{Response, StatusCode};
-use http_body_util::BodyExt;
 use maas_types::{ModelEntry, ModelList};
 
 use super::response::{Body, empty, json, ok};
-use super::{Call, declared_length};
+use super::{Call, declared_length, stream_upload};
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 
@@ -17,13 +16,7 @@ pub(super) async fn upload(platform: Arc<Platform>, call: Call) -> Result<Respon
     let name = call.params.get("model");
     let declared = declared_length(&call.request);
     let mut upload = platform.begin_model_upload(&call.principal, call.tenant()?, name, declared)?;
-    let mut body = call.request.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Error::invalid(format!("could not read the upload: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            upload.write(&data).await?;
-        }
-    }
+    stream_upload(call.request, &mut upload).await?;
     let version = upload.finish_model().await?;
     Ok(json(StatusCode::CREATED, &version.info()))
 }
