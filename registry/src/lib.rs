@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use maas_registry::Registry;
-//! use maas_types::{ComponentRef, Datatype, Manifest, Role, TensorSpec};
+//! use maas_types::{ComponentRef, Datatype, Manifest, Role, Signature, TensorSpec};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! let registry = Registry::open(dir.path(), [7; 32])?;
@@ -35,7 +35,7 @@
 //! upload.write(b"an onnx file")?;
 //! let blob = upload.finish()?;
 //! let spec = TensorSpec { name: "x".into(), datatype: Datatype::Fp32, shape: vec![-1, 4] };
-//! let model = registry.commit_model_version("acme", "iris", blob, vec![spec.clone()], vec![spec])?;
+//! let model = registry.commit_model_version("acme", "iris", blob, Signature { inputs: vec![spec.clone()], outputs: vec![spec] }.into())?;
 //! assert_eq!(model.version, 1);
 //! assert_eq!(registry.read_blob("acme", &model.blob)?, b"an onnx file");
 //!

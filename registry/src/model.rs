@@ -5,7 +5,7 @@
 //! number is never reused for different bytes, even after the whole model is deleted and uploaded again.
 
 use maas_types::names::validate_model_name;
-use maas_types::{ModelInfo, TensorSpec};
+use maas_types::{ModelAnalysis, ModelInfo, Signature, TensorSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::Registry;
@@ -26,8 +26,8 @@ fn validate_spec(spec: &TensorSpec, side: &str) -> Result<()> {
     if spec.shape.len() > MAX_RANK {
         return bad(format!("rank above {MAX_RANK}"));
     }
-    if spec.shape.iter().any(|d| *d < -1) {
-        return bad("dimensions must be -1 (varies) or at least 0".into());
+    if !spec.any_rank() && spec.shape.iter().any(|d| *d < -1) {
+        return bad("dimensions must be -1 (varies) or at least 0, or the shape [-2] (any rank)".into());
     }
     Ok(())
 }
@@ -47,6 +47,12 @@ pub struct ModelVersion {
     pub inputs: Vec<TensorSpec>,
     /// The model's outputs.
     pub outputs: Vec<TensorSpec>,
+    /// The input specs declared at upload, which plans start from.
+    #[serde(default)]
+    pub declared_inputs: Vec<TensorSpec>,
+    /// Whether each new input shape needs a plan of its own.
+    #[serde(default)]
+    pub per_request_shapes: bool,
     /// When it was committed, RFC 3339 UTC.
     pub created_at: String,
     /// Where the file is (internal: not part of the API's view, [`ModelVersion::info`]).
@@ -63,6 +69,8 @@ impl ModelVersion {
             size_bytes: self.size_bytes,
             inputs: self.inputs.clone(),
             outputs: self.outputs.clone(),
+            declared_inputs: self.declared_inputs.clone(),
+            per_request_shapes: self.per_request_shapes,
             created_at: self.created_at.clone(),
         }
     }
@@ -125,13 +133,13 @@ impl Registry {
         tenant: &str,
         name: &str,
         blob: BlobRef,
-        inputs: Vec<TensorSpec>,
-        outputs: Vec<TensorSpec>,
+        analysis: ModelAnalysis,
     ) -> Result<ModelVersion> {
+        let ModelAnalysis { signature: Signature { inputs, outputs }, declared_inputs, per_request_shapes } = analysis;
         self.commit_pending(tenant, &blob, || {
             validate_model_name(name)?;
             let t = self.require_tenant(tenant)?;
-            if inputs.len() > MAX_TENSORS || outputs.len() > MAX_TENSORS {
+            if inputs.len() > MAX_TENSORS || outputs.len() > MAX_TENSORS || declared_inputs.len() > MAX_TENSORS {
                 return Err(Error::InvalidRequest(format!(
                     "a model may have at most {MAX_TENSORS} inputs and outputs"
                 )));
@@ -141,6 +149,9 @@ impl Registry {
             }
             for s in &outputs {
                 validate_spec(s, "output")?;
+            }
+            for s in &declared_inputs {
+                validate_spec(s, "declared input")?;
             }
             let is_new = self.check_model_quota(&t, name, blob.size)?;
             let trees = self.trees();
@@ -157,8 +168,10 @@ impl Registry {
                 version,
                 sha256: blob.sha256.clone(),
                 size_bytes: blob.size,
-                inputs,
-                outputs,
+                inputs: inputs.clone(),
+                outputs: outputs.clone(),
+                declared_inputs: declared_inputs.clone(),
+                per_request_shapes,
                 created_at: crate::time::now(),
                 blob: blob.clone(),
             };

@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use maas_types::trust::MAX_CARD_FIELD;
 use maas_types::{
     AuditEntry, ComponentRef, Datatype, FairnessReport, Limits, Manifest, ModelCard, ModelRef, Quota, QuotaPatch, Role,
-    TensorSpec, Usage,
+    Signature, TensorSpec, Usage,
 };
 
 use crate::blob::{blob_dir, chunk_path};
@@ -68,7 +68,7 @@ fn audit_report(ratio: Option<f64>, parity: f64) -> FairnessReport {
 
 fn model(reg: &Registry, tenant: &str, name: &str, bytes: &[u8]) -> Result<ModelVersion> {
     let blob = upload(reg, tenant, bytes);
-    reg.commit_model_version(tenant, name, blob, vec![spec("x")], vec![spec("y")])
+    reg.commit_model_version(tenant, name, blob, Signature { inputs: vec![spec("x")], outputs: vec![spec("y")] }.into())
 }
 
 fn manifest(json: &str) -> Manifest {
@@ -549,7 +549,10 @@ fn dropped_or_aborted_writer_leaves_no_chunks() {
     assert_eq!(chunks(&reg), 0);
     reg.discard_blob(&blob).unwrap();
     // ...and is then no longer committable.
-    assert!(matches!(reg.commit_model_version("acme", "m", blob, vec![], vec![]), Err(Error::InvalidRequest(_))));
+    assert!(matches!(
+        reg.commit_model_version("acme", "m", blob, Signature::default().into()),
+        Err(Error::InvalidRequest(_))
+    ));
 }
 
 #[test]
@@ -565,7 +568,10 @@ fn orphan_sweep_on_open() {
     assert_eq!(chunks(&reg), 2);
     assert_eq!(reg.read_blob("acme", &kept.blob).unwrap(), data(3 * MIB / 2, 1));
     // The orphan is gone for good: it cannot be committed after the restart.
-    assert!(matches!(reg.commit_model_version("acme", "n", orphan, vec![], vec![]), Err(Error::InvalidRequest(_))));
+    assert!(matches!(
+        reg.commit_model_version("acme", "n", orphan, Signature::default().into()),
+        Err(Error::InvalidRequest(_))
+    ));
     // New blob ids do not collide with old ones.
     let fresh = upload(&reg, "acme", b"x");
     assert!(fresh.id != kept.blob.id);
@@ -626,7 +632,7 @@ fn commit_rejects_bad_specs_and_foreign_blobs() {
     let blob = upload(&reg, "acme", b"onnx");
     let bad = TensorSpec { name: String::new(), ..spec("x") };
     assert!(matches!(
-        reg.commit_model_version("acme", "m", blob.clone(), vec![bad], vec![]),
+        reg.commit_model_version("acme", "m", blob.clone(), Signature { inputs: vec![bad], outputs: vec![] }.into()),
         Err(Error::InvalidRequest(m)) if m.contains("name")
     ));
     // A rejected commit discarded the blob.
@@ -634,20 +640,25 @@ fn commit_rejects_bad_specs_and_foreign_blobs() {
 
     let blob = upload(&reg, "acme", b"onnx");
     let bad = TensorSpec { shape: vec![1, -2], ..spec("x") };
-    assert!(reg.commit_model_version("acme", "m", blob, vec![bad], vec![]).is_err());
+    assert!(
+        reg.commit_model_version("acme", "m", blob, Signature { inputs: vec![bad], outputs: vec![] }.into()).is_err()
+    );
 
     // Another tenant's pending blob, a forged ref, a double commit: refused, and the real upload survives.
     let blob = upload(&reg, "acme", b"onnx");
     assert!(matches!(
-        reg.commit_model_version("other", "m", blob.clone(), vec![], vec![]),
+        reg.commit_model_version("other", "m", blob.clone(), Signature::default().into()),
         Err(Error::InvalidRequest(_))
     ));
     let mut forged = blob.clone();
     forged.size = 1;
-    assert!(matches!(reg.commit_model_version("acme", "m", forged, vec![], vec![]), Err(Error::InvalidRequest(_))));
-    let v = reg.commit_model_version("acme", "m", blob.clone(), vec![], vec![]).unwrap();
     assert!(matches!(
-        reg.commit_model_version("acme", "m2", blob.clone(), vec![], vec![]),
+        reg.commit_model_version("acme", "m", forged, Signature::default().into()),
+        Err(Error::InvalidRequest(_))
+    ));
+    let v = reg.commit_model_version("acme", "m", blob.clone(), Signature::default().into()).unwrap();
+    assert!(matches!(
+        reg.commit_model_version("acme", "m2", blob.clone(), Signature::default().into()),
         Err(Error::InvalidRequest(_))
     ));
     assert!(matches!(reg.discard_blob(&blob), Err(Error::Conflict(_))));

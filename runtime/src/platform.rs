@@ -23,7 +23,7 @@ use crate::auth::{Authenticator, Principal};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::{Host, InvalidComponent};
-use crate::inference::{Analyzer, ModelCache, Signature, analyze};
+use crate::inference::{Analyzer, ModelCache, TensorSpec, analyze};
 use crate::metering::Meter;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
@@ -164,16 +164,18 @@ impl Platform {
     /// Starts an upload of the next version of model `name`; refused before a byte is stored
     /// when the declared size (or, without one, the model count) already breaks a quota, or
     /// when the tenant has [`UPLOADS_PER_TENANT`](crate::admission::UPLOADS_PER_TENANT)
-    /// uploads in progress.
+    /// uploads in progress. `inputs` are the owner's declared input specs, if any.
     pub fn begin_model_upload(
         self: &Arc<Self>,
         actor: &Principal,
         tenant: &Tenant,
         name: &str,
         declared: Option<u64>,
+        inputs: Vec<TensorSpec>,
     ) -> Result<Upload> {
         self.registry.check_model_upload(&tenant.name, name, declared.unwrap_or(0))?;
-        let target = Target::Model { name: name.to_string(), max_tensor_bytes: tenant.quota.max_memory_bytes() };
+        let max_tensor_bytes = tenant.quota.max_memory_bytes();
+        let target = Target::Model { name: name.to_string(), max_tensor_bytes, inputs };
         self.begin_upload(actor, tenant, declared, target)
     }
 
@@ -320,8 +322,9 @@ fn component_too_large() -> Error {
 
 /// What an upload becomes.
 enum Target {
-    /// The next version of model `name`, whose tensors may hold `max_tensor_bytes` each.
-    Model { name: String, max_tensor_bytes: u64 },
+    /// The next version of model `name`, whose tensors may hold `max_tensor_bytes` each, with
+    /// the owner's declared input specs.
+    Model { name: String, max_tensor_bytes: u64, inputs: Vec<TensorSpec> },
     /// A component.
     Component,
 }
@@ -401,10 +404,10 @@ impl Upload {
     /// nothing. Functions that follow the model's latest version go cold, so that their next
     /// request picks the new version up.
     pub async fn finish_model(mut self) -> Result<ModelVersion> {
-        let Target::Model { name, max_tensor_bytes } = &self.target else {
+        let Target::Model { name, max_tensor_bytes, inputs } = &self.target else {
             return Err(Error::internal("a component upload finished as a model"));
         };
-        let (name, max_tensor_bytes) = (name.clone(), *max_tensor_bytes);
+        let (name, max_tensor_bytes, inputs) = (name.clone(), *max_tensor_bytes, inputs.clone());
         let writer = self.writer().await?;
         let platform = self.platform.clone();
         let (actor, tenant, permit) = (self.actor.clone(), self.tenant.clone(), self.permit.take());
@@ -414,8 +417,15 @@ impl Upload {
             .run_for(&self.tenant, move || -> Result<ModelVersion> {
                 let _permit = permit;
                 let analyzer = platform.analyzer();
-                let version =
-                    commit_model(&platform.registry, &tenant, &name, writer, max_tensor_bytes, analyzer.as_ref())?;
+                let version = commit_model(
+                    &platform.registry,
+                    &tenant,
+                    &name,
+                    writer,
+                    &inputs,
+                    max_tensor_bytes,
+                    analyzer.as_ref(),
+                )?;
                 platform.scaler.model_changed(&tenant, &name);
                 let (v, size_bytes) = (version.version, version.size_bytes);
                 tracing::info!(tenant, model = name, version = v, size_bytes, "model uploaded");
@@ -525,6 +535,7 @@ fn commit_model(
     tenant: &str,
     name: &str,
     writer: BlobWriter,
+    declared: &[TensorSpec],
     max_tensor_bytes: u64,
     analyzer: Option<&Analyzer>,
 ) -> Result<ModelVersion> {
@@ -534,8 +545,8 @@ fn commit_model(
             return Err(crate::inference::InferenceError::InvalidModel("the model file is empty".into()).into());
         }
         let bytes = registry.read_blob(tenant, &blob)?;
-        let Signature { inputs, outputs } = analyze(&bytes, max_tensor_bytes, analyzer)?;
-        Ok(registry.commit_model_version(tenant, name, blob.clone(), inputs, outputs)?)
+        let analysis = analyze(&bytes, declared, max_tensor_bytes, analyzer)?;
+        Ok(registry.commit_model_version(tenant, name, blob.clone(), analysis)?)
     };
     commit().inspect_err(|_| discard(registry, &blob))
 }

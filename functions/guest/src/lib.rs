@@ -78,7 +78,7 @@ mod http;
 pub mod oip;
 mod tensor;
 
-pub use tensor::{Element, F16};
+pub use tensor::{ANY_RANK, Element, F16};
 
 /// The bindings `wit-bindgen` generates for the `handler` world.
 ///

@@ -261,14 +261,23 @@ impl Tensor {
     }
 }
 
+/// The shape `[-2]` of a tensor whose rank the model does not say: any shape fits it.
+pub const ANY_RANK: i64 = -2;
+
 impl TensorInfo {
-    /// Whether `shape` fits this declared shape: same rank, and equal in every dimension that
-    /// is not `-1`.
+    /// Whether the model does not say this tensor's rank (its shape is `[ANY_RANK]`).
+    pub fn any_rank(&self) -> bool {
+        self.shape == [ANY_RANK]
+    }
+
+    /// Whether `shape` fits this declared shape: any shape when the rank is not known, else
+    /// the same rank and equal in every dimension that is not `-1`.
     pub fn accepts_shape(&self, shape: &[u64]) -> bool {
-        self.shape.len() == shape.len()
-            && self.shape.iter().zip(shape).all(|(&declared, &dim)| {
-                declared == -1 || u64::try_from(declared).is_ok_and(|declared| declared == dim)
-            })
+        self.any_rank()
+            || self.shape.len() == shape.len()
+                && self.shape.iter().zip(shape).all(|(&declared, &dim)| {
+                    declared == -1 || u64::try_from(declared).is_ok_and(|declared| declared == dim)
+                })
     }
 }
 
@@ -355,5 +364,7 @@ mod tests {
         assert!(info.accepts_shape(&[7, 4]));
         assert!(!info.accepts_shape(&[1, 3]));
         assert!(!info.accepts_shape(&[4]));
+        let any = TensorInfo { shape: vec![ANY_RANK], ..info };
+        assert!(any.accepts_shape(&[]) && any.accepts_shape(&[2, 3, 4]));
     }
 }

@@ -54,7 +54,9 @@ pub use function::{
     Manifest, ModelRef, RequireAudit, Scale,
 };
 pub use keys::{CreateKey, CreatedKey, KeyInfo, KeyList, Role};
-pub use model::{ComponentInfo, ComponentList, ModelEntry, ModelInfo, ModelList, Signature, TensorSpec};
+pub use model::{
+    ANY_RANK, ComponentInfo, ComponentList, ModelAnalysis, ModelEntry, ModelInfo, ModelList, Signature, TensorSpec,
+};
 pub use oip::{InferInput, InferOutput, InferRequest, InferResponse, ModelMetadata, ServerMetadata};
 pub use tenant::{CreateTenant, Quota, QuotaPatch, Tenant, TenantInfo, TenantList, TenantUpdate, TenantUsage};
 pub use trust::{

@@ -35,6 +35,12 @@ pub struct ModelMetadata {
     pub inputs: Vec<TensorSpec>,
     /// Outputs.
     pub outputs: Vec<TensorSpec>,
+    /// maas: the input specs declared at upload, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declared_inputs: Vec<TensorSpec>,
+    /// maas: whether each new input shape needs a plan of its own.
+    #[serde(default)]
+    pub per_request_shapes: bool,
 }
 
 /// `GET /v2/models/{m}[/versions/{v}]/ready`.

@@ -3,22 +3,68 @@
 use std::sync::Arc;
 
 use http::{Response, StatusCode};
-use maas_types::{ModelEntry, ModelList};
+use maas_types::{ModelEntry, ModelList, TensorSpec};
 
 use super::response::{Body, empty, json, ok};
 use super::{Call, declared_length, stream_upload};
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 
-/// `PUT /v1/tenants/{t}/models/{m}`: the body streams into the registry through a
-/// [`crate::platform::Upload`]; nothing of a refused upload is kept.
+/// `PUT /v1/tenants/{t}/models/{m}[?input=SPEC…]`: the body streams into the registry
+/// through a [`crate::platform::Upload`]; nothing of a refused upload is kept. Each `input`
+/// declares an input spec (`name:DATATYPE:d1,d2,…`, see [`TensorSpec`]'s `FromStr`).
 pub(super) async fn upload(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
     let name = call.params.get("model");
     let declared = declared_length(&call.request);
-    let mut upload = platform.begin_model_upload(&call.principal, call.tenant()?, name, declared)?;
+    let inputs = declared_inputs(call.request.uri().query().unwrap_or_default())?;
+    let mut upload = platform.begin_model_upload(&call.principal, call.tenant()?, name, declared, inputs)?;
     stream_upload(call.request, &mut upload).await?;
     let version = upload.finish_model().await?;
     Ok(json(StatusCode::CREATED, &version.info()))
+}
+
+/// The `input` parameters of an upload's query, each a declared input spec, at most one per
+/// input name.
+fn declared_inputs(query: &str) -> Result<Vec<TensorSpec>> {
+    let mut inputs: Vec<TensorSpec> = Vec::new();
+    for pair in query.split('&').filter(|s| !s.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "input" {
+            return Err(Error::invalid(format!("unknown query parameter {name:?}; an upload takes input=SPEC")));
+        }
+        let value = percent_decode(value)
+            .ok_or_else(|| Error::invalid("an input spec is not correctly percent-encoded UTF-8"))?;
+        let spec: TensorSpec = value.parse().map_err(Error::invalid)?;
+        if inputs.iter().any(|i| i.name == spec.name) {
+            return Err(Error::invalid(format!("input {:?} is declared twice", spec.name)));
+        }
+        inputs.push(spec);
+    }
+    Ok(inputs)
+}
+
+/// `%XX` escapes (and `+` for a space) decoded, as a query's values are written.
+fn percent_decode(value: &str) -> Option<String> {
+    let (bytes, mut out) = (value.as_bytes(), Vec::with_capacity(value.len()));
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 pub(super) async fn list(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {

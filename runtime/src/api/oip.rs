@@ -73,6 +73,8 @@ pub(super) async fn metadata(platform: Arc<Platform>, call: Call) -> Result<Resp
         platform: "onnx".into(),
         inputs: found.inputs,
         outputs: found.outputs,
+        declared_inputs: found.declared_inputs,
+        per_request_shapes: found.per_request_shapes,
     }))
 }
 

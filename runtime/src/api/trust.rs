@@ -64,7 +64,9 @@ fn load(platform: &Platform, tenant: &Tenant, version: &ModelVersion) -> Result<
         version: version.version,
         blob: version.blob.id,
     };
-    platform.models().get_or_load(&key, cap, || platform.registry.read_blob(tenant, &version.blob).map_err(Error::from))
+    platform.models().get_or_load(&key, &version.declared_inputs, cap, || {
+        platform.registry.read_blob(tenant, &version.blob).map_err(Error::from)
+    })
 }
 
 fn decode(inputs: &[HostInput]) -> Result<Vec<RawTensor>> {

@@ -9,8 +9,8 @@
 //! server itself never ran the model's analysis. Without one (a server embedded in a test,
 //! say), the analysis runs in process, under the bounds alone.
 //!
-//! The child reads the model on stdin and writes one JSON line: `{"signature": …}` or
-//! `{"invalid_model": "<why>"}`.
+//! The child reads the model on stdin and writes one JSON line: `{"analysis": …}` or
+//! `{"invalid_model": "<why>"}`. The declared input specs travel as `--input` arguments.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{InferenceError, LoadedModel, Signature};
+use maas_types::ModelAnalysis;
+
+use super::{InferenceError, LoadedModel, PlanBudget, TensorSpec};
 
 /// Where and how uploads are analysed out of process.
 #[derive(Clone, Debug)]
 pub struct Analyzer {
-    /// The executable; it is run as `<program> analyze-model --max-tensor-bytes N`.
+    /// The executable; it is run as `<program> analyze-model --max-tensor-bytes N [--input SPEC]…`.
     pub program: PathBuf,
     /// How long an analysis may take.
     pub timeout: Duration,
@@ -38,19 +40,26 @@ const BASE_ADDRESS_SPACE: u64 = 1 << 30;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Verdict {
-    Signature(Signature),
+    Analysis(ModelAnalysis),
     InvalidModel(String),
 }
 
-/// Analyses `bytes` as tract would serve them, every tensor at most `max_tensor_bytes`: in a
-/// child process under `analyzer`'s budget when there is one, else in process.
-pub fn analyze(bytes: &[u8], max_tensor_bytes: u64, analyzer: Option<&Analyzer>) -> Result<Signature, InferenceError> {
+/// Analyses `bytes` as tract would serve them with the owner's `declared` input specs, every
+/// tensor at most `max_tensor_bytes`: in a child process under `analyzer`'s budget when there
+/// is one, else in process.
+pub fn analyze(
+    bytes: &[u8],
+    declared: &[TensorSpec],
+    max_tensor_bytes: u64,
+    analyzer: Option<&Analyzer>,
+) -> Result<ModelAnalysis, InferenceError> {
     let Some(analyzer) = analyzer else {
-        return LoadedModel::load(bytes, max_tensor_bytes).map(|model| model.signature().clone());
+        return analyze_here(bytes, declared, max_tensor_bytes);
     };
     let failed = |why: String| InferenceError::Failed(format!("the model analysis could not run: {why}"));
     let mut child = Command::new(&analyzer.program)
         .args(["analyze-model", "--max-tensor-bytes", &max_tensor_bytes.to_string()])
+        .args(declared.iter().flat_map(|spec| ["--input".to_string(), spec.to_string()]))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -93,13 +102,23 @@ pub fn analyze(bytes: &[u8], max_tensor_bytes: u64, analyzer: Option<&Analyzer>)
         )));
     };
     match serde_json::from_str::<Verdict>(output.trim()) {
-        Ok(Verdict::Signature(signature)) => Ok(signature),
+        Ok(Verdict::Analysis(analysis)) => Ok(analysis),
         Ok(Verdict::InvalidModel(why)) => Err(InferenceError::InvalidModel(why)),
         Err(_) => Err(InferenceError::InvalidModel(format!(
             "analysing the model ran out of its memory budget of {} MiB or crashed ({status})",
             address_space(max_tensor_bytes) >> 20
         ))),
     }
+}
+
+/// The analysis itself: the model loaded as it will be served, and run once on zeros when
+/// the owner declared inputs whose every dimension is known.
+fn analyze_here(bytes: &[u8], declared: &[TensorSpec], max_tensor_bytes: u64) -> Result<ModelAnalysis, InferenceError> {
+    let model = LoadedModel::load_within(bytes, declared, max_tensor_bytes, PlanBudget::new(u64::MAX))?;
+    if !declared.is_empty() {
+        model.check_runs()?;
+    }
+    Ok(model.analysis(declared))
 }
 
 /// The address space a child analysing a model with tensors up to `max_tensor_bytes` gets.
@@ -109,7 +128,7 @@ fn address_space(max_tensor_bytes: u64) -> u64 {
 
 /// The child's side (`maas analyze-model`): limits its own address space, reads a model on
 /// stdin, analyses it and writes the verdict on stdout. Returns the exit code.
-pub fn analyze_stdin(max_tensor_bytes: u64) -> i32 {
+pub fn analyze_stdin(max_tensor_bytes: u64, declared: &[TensorSpec]) -> i32 {
     let limit = address_space(max_tensor_bytes);
     let rlimit = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
     // SAFETY: setrlimit reads the struct it is given and changes only this process's limit.
@@ -120,8 +139,8 @@ pub fn analyze_stdin(max_tensor_bytes: u64) -> i32 {
     if std::io::stdin().read_to_end(&mut bytes).is_err() {
         return 2;
     }
-    let verdict = match LoadedModel::load(&bytes, max_tensor_bytes) {
-        Ok(model) => Verdict::Signature(model.signature().clone()),
+    let verdict = match analyze_here(&bytes, declared, max_tensor_bytes) {
+        Ok(analysis) => Verdict::Analysis(analysis),
         Err(InferenceError::InvalidModel(why) | InferenceError::InvalidInput(why) | InferenceError::Failed(why)) => {
             Verdict::InvalidModel(why)
         }

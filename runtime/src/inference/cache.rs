@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 
-use super::{InferenceError, LoadedModel, PlanBudget};
+use super::{InferenceError, LoadedModel, PlanBudget, TensorSpec};
 
 /// Identifies one model version of one tenant, by its stored file: a tenant deleted and
 /// created again under the same name numbers its versions from 1 again, and must never be
@@ -56,12 +56,13 @@ impl ModelCache {
         &self.budget
     }
 
-    /// The loaded model for `key`, loading it with `bytes` (one tensor at most `max_bytes`,
-    /// see [`LoadedModel::load`]) when no warm function holds it. Runs on a blocking thread:
-    /// loading parses and optimizes.
+    /// The loaded model for `key`, loading it with `bytes` and the version's `declared` input
+    /// specs (one tensor at most `max_bytes`, see [`LoadedModel::load_within`]) when no warm
+    /// function holds it. Runs on a blocking thread: loading parses and optimizes.
     pub fn get_or_load<E: From<InferenceError>>(
         &self,
         key: &ModelKey,
+        declared: &[TensorSpec],
         max_bytes: u64,
         bytes: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Arc<LoadedModel>, E> {
@@ -70,7 +71,7 @@ impl ModelCache {
         }
         // Loading happens outside the lock; a concurrent load of the same key is wasted work
         // but harmless, and the first one stored wins.
-        let model = Arc::new(LoadedModel::load_within(&bytes()?, max_bytes, self.budget.clone())?);
+        let model = Arc::new(LoadedModel::load_within(&bytes()?, declared, max_bytes, self.budget.clone())?);
         let mut loaded = self.loaded.lock().expect("model cache lock");
         if let Some(existing) = loaded.get(key).and_then(Weak::upgrade) {
             return Ok(existing);

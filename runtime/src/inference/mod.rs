@@ -35,6 +35,7 @@ mod plans;
 mod rows;
 #[cfg(test)]
 pub(crate) mod testing;
+mod typing;
 
 pub use analysis::{Analyzer, analyze, analyze_stdin};
 pub use batch::BatchPolicy;
@@ -47,7 +48,7 @@ pub use plans::PlanBudget;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -57,6 +58,9 @@ use tract_onnx::tract_hir::infer::InferenceModelExt;
 
 /// Working sets a model remembers, by input shapes (a few bytes each).
 const WORKING_SETS: usize = 256;
+
+/// Bytes of zeros an input may have for the check at load ([`LoadedModel::check_runs`]).
+const ZERO_INPUT_BYTES: usize = 16 << 20;
 
 /// Ids of loaded models, for the plan budget; never reused.
 static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(1);
@@ -106,7 +110,8 @@ pub struct RawTensor {
     pub data: Vec<u8>,
 }
 
-use plans::{Plan, ShapePlans, Shapes};
+use plans::{Plan, PlanKey, ShapePlans, Shapes};
+use typing::Strategy;
 
 /// Bytes of a run's largest step (a node's inputs and outputs), and that node.
 type WorkingSet = (u64, String);
@@ -131,13 +136,16 @@ fn guarded<T>(
 /// A parsed model, ready to plan and run, shared (`Arc`) by every function that uses it.
 pub struct LoadedModel {
     signature: Signature,
+    /// Whether tract typed the model only per request shape (see `typing`).
+    per_request_shapes: bool,
     /// The most one tensor may hold (the tenant's `max_memory_mb`), and the default memory
     /// limit of a run.
     max_bytes: u64,
-    /// The model as parsed, for pinning input shapes when symbols cannot be bound.
+    /// The model as parsed, with the declared facts, for pinning input shapes (or freezing
+    /// parameter inputs) when symbols cannot be bound.
     inference: InferenceModel,
-    /// Typed and decluttered with symbolic dimensions still open.
-    typed: TypedModel,
+    /// Typed and decluttered with symbolic dimensions still open, when tract could type it so.
+    typed: Option<TypedModel>,
     /// The plan for every input shape, when tract could optimize the model with its symbols
     /// open.
     general: Option<Plan>,
@@ -149,6 +157,8 @@ pub struct LoadedModel {
     /// Read on every run by every caller at once: a read lock, and `peek` (no LRU update).
     working_sets: RwLock<LruCache<Shapes, WorkingSet>>,
     batches: batch::Batches,
+    /// The [`Strategy`] that built the last per-shape plan (0: none yet), tried first next.
+    strategy: AtomicU8,
 }
 
 impl Drop for LoadedModel {
@@ -168,42 +178,67 @@ impl LoadedModel {
     /// with [`InferenceError::InvalidModel`] and the reason (tract's, or the tensor past the
     /// cap) when it cannot be served; this is also the validation done at upload.
     pub fn load(bytes: &[u8], max_bytes: u64) -> Result<Self, InferenceError> {
-        Self::load_within(bytes, max_bytes, PlanBudget::new(u64::MAX))
+        Self::load_within(bytes, &[], max_bytes, PlanBudget::new(u64::MAX))
     }
 
-    /// [`load`](Self::load), its per-shape plans counted in `budget`.
-    pub fn load_within(bytes: &[u8], max_bytes: u64, budget: Arc<PlanBudget>) -> Result<Self, InferenceError> {
+    /// [`load`](Self::load) with the owner's `declared` input specs over the file's facts,
+    /// its per-shape plans counted in `budget`.
+    pub fn load_within(
+        bytes: &[u8],
+        declared: &[TensorSpec],
+        max_bytes: u64,
+        budget: Arc<PlanBudget>,
+    ) -> Result<Self, InferenceError> {
         guarded(
-            || Self::load_unguarded(bytes, max_bytes, budget),
+            || Self::load_unguarded(bytes, declared, max_bytes, budget),
             |panic| InferenceError::InvalidModel(format!("tract failed on this model: {panic}")),
         )
     }
 
-    fn load_unguarded(bytes: &[u8], max_bytes: u64, budget: Arc<PlanBudget>) -> Result<Self, InferenceError> {
+    fn load_unguarded(
+        bytes: &[u8],
+        declared: &[TensorSpec],
+        max_bytes: u64,
+        budget: Arc<PlanBudget>,
+    ) -> Result<Self, InferenceError> {
         let invalid = |e: TractError| InferenceError::InvalidModel(format!("{e:#}"));
         let onnx = tract_onnx::onnx();
         let proto = onnx.proto_model_for_read(&mut &*bytes).map_err(invalid)?;
         bounds::check_graph(&proto, max_bytes)?;
-        let inference = onnx.model_for_proto_model(&proto).map_err(invalid)?;
-        drop(proto);
-        let typed = inference.clone().into_typed().and_then(|m| m.into_decluttered()).map_err(invalid)?;
-        bounds::check_facts(&typed, max_bytes)?;
-        let signature = signature_of(&typed)?;
+        typing::check_operators(&proto, &onnx)?;
+        let mut inference = onnx.model_for_proto_model(&proto).map_err(invalid)?;
+        let file_outputs = proto.graph.map(|g| g.output).unwrap_or_default();
+        typing::declare(&mut inference, declared)?;
+        // A model tract cannot type without a request's shapes is still served, a plan per
+        // request shape (`typing`).
+        let (typed, signature) = match inference.clone().into_typed().and_then(|m| m.into_decluttered()) {
+            Ok(typed) => {
+                bounds::check_facts(&typed, max_bytes)?;
+                let signature = signature_of(&typed)?;
+                (Some(typed), signature)
+            }
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "not typed without concrete input shapes");
+                (None, typing::signature_of_inference(&inference, &file_outputs)?)
+            }
+        };
         // The general plan, built now so that the first request does not pay for it. Its
         // constants were bounded by `check_facts`, and folding them is all it evaluates.
-        let general = typed.clone().into_optimized().and_then(|m| m.into_runnable());
+        let general = typed.as_ref().map(|typed| typed.clone().into_optimized().and_then(|m| m.into_runnable()));
         let fixed = signature.inputs.iter().all(|i| i.shape.iter().all(|&d| d >= 0));
         let general = match general {
-            Ok(plan) => Some(plan),
+            Some(Ok(plan)) => Some(Plan::taking_all(plan)),
             // A model with one input shape has one plan: one that cannot be built is refused.
-            Err(e) if fixed => return Err(invalid(e)),
-            Err(e) => {
+            Some(Err(e)) if fixed => return Err(invalid(e)),
+            Some(Err(e)) => {
                 tracing::debug!(error = %format!("{e:#}"), "no general plan; one plan per input shape");
                 None
             }
+            None => None,
         };
         let cap = NonZeroUsize::new(WORKING_SETS).expect("non-zero");
         let model = Self {
+            per_request_shapes: general.is_none(),
             signature,
             max_bytes,
             inference,
@@ -214,9 +249,12 @@ impl LoadedModel {
             id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
             working_sets: RwLock::new(LruCache::new(cap)),
             batches: batch::Batches::default(),
+            strategy: AtomicU8::new(0),
         };
-        if let Some(shapes) = model.fixed_input_shapes() {
-            model.plan_within(&shapes, max_bytes).map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
+        if model.typed.is_some()
+            && let Some(zeros) = model.zero_inputs()
+        {
+            model.plan_within(&zeros, max_bytes).map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
         }
         Ok(model)
     }
@@ -224,6 +262,30 @@ impl LoadedModel {
     /// The model's inputs and outputs.
     pub fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    /// Whether each new input shape needs a plan of its own: tract could not type the model,
+    /// or not optimize it, with its dimensions open.
+    pub fn per_request_shapes(&self) -> bool {
+        self.per_request_shapes
+    }
+
+    /// What the upload records with the version: the signature and how it is planned.
+    pub fn analysis(&self, declared: &[TensorSpec]) -> maas_types::ModelAnalysis {
+        maas_types::ModelAnalysis {
+            signature: self.signature.clone(),
+            declared_inputs: declared.to_vec(),
+            per_request_shapes: self.per_request_shapes,
+        }
+    }
+
+    /// Runs the model once on zeros when every input dimension is known: the check of an
+    /// upload whose owner declared its input specs. Fails with the reason it cannot run.
+    pub fn check_runs(&self) -> Result<(), InferenceError> {
+        let Some(zeros) = self.zero_inputs() else { return Ok(()) };
+        self.run(zeros).map(drop).map_err(|e| {
+            InferenceError::InvalidModel(format!("the model does not run on zeros of its declared input shapes: {e}"))
+        })
     }
 
     /// Number of optimized plans held: the general one, or those per input shapes.
@@ -242,8 +304,7 @@ impl LoadedModel {
     /// its deadline stops with [`InferenceError::DeadlineExceeded`].
     pub fn run_within(&self, inputs: Vec<RawTensor>, limits: RunLimits) -> Result<Vec<RawTensor>, InferenceError> {
         let ordered = self.order_and_check(inputs)?;
-        let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape.clone()).collect();
-        let plan = self.plan_within(&shapes, limits.memory_bytes)?;
+        let plan = self.plan_within(&ordered, limits.memory_bytes)?;
         self.run_plan(&plan, ordered, limits.deadline)
     }
 
@@ -271,8 +332,7 @@ impl LoadedModel {
             && ordered.iter().all(|t| t.shape.first() == Some(&rows))
             && self.signature.inputs.iter().chain(&self.signature.outputs).all(|s| s.shape.first() == Some(&-1));
         if !batchable {
-            let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape.clone()).collect();
-            return (self.plan_within(&shapes, limit).and_then(|plan| self.run_plan(&plan, ordered, deadline)), rows);
+            return (self.plan_within(&ordered, limit).and_then(|plan| self.run_plan(&plan, ordered, deadline)), rows);
         }
         self.batches.run(ordered, rows, policy, &|mut inputs, merged| {
             // A call that ran alone (the usual case at low load) runs as `run` would. A merged
@@ -282,7 +342,7 @@ impl LoadedModel {
             let padded = if merged { rows.next_power_of_two().min(policy.max_batch_size) } else { rows };
             let (limit, deadline) = if merged { (self.max_bytes, None) } else { (limit, deadline) };
             inputs.iter_mut().for_each(|input| input.pad_rows(padded));
-            let plan = self.plan_within(&inputs.iter().map(|t| t.shape.clone()).collect::<Vec<_>>(), limit)?;
+            let plan = self.plan_within(&inputs, limit)?;
             let outputs = self.run_plan(&plan, inputs, deadline)?;
             Ok(outputs
                 .into_iter()
@@ -300,15 +360,16 @@ impl LoadedModel {
         deadline: Option<Instant>,
     ) -> Result<Vec<RawTensor>, InferenceError> {
         let mut values = TVec::with_capacity(ordered.len());
-        for input in ordered {
-            // SAFETY: `order_and_check` verified the byte count for the datatype and that
-            // booleans are 0 or 1, so every bit pattern is a valid element.
-            let tensor = unsafe { Tensor::from_raw_dt(input.datatype.to_tract(), &input.shape, &input.data) }
+        for (ix, input) in ordered.into_iter().enumerate() {
+            if plan.frozen.contains(&ix) {
+                continue;
+            }
+            let tensor = typing::tensor_of(&input)
                 .map_err(|e| InferenceError::InvalidInput(format!("input {}: {e}", input.name)))?;
             values.push(tensor.into_tvalue());
         }
         let run = || {
-            let mut state = plan.spawn().map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
+            let mut state = plan.runnable.spawn().map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
             let outputs = state.run_plan_with_eval(values, |context, op_state, node, inputs| {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(anyhow::Error::new(InferenceError::DeadlineExceeded));
@@ -342,12 +403,22 @@ impl LoadedModel {
             .collect()
     }
 
-    /// Shapes of the inputs when none has a varying dimension.
-    fn fixed_input_shapes(&self) -> Option<Vec<Vec<usize>>> {
+    /// Inputs of zeros, when no input has a varying dimension.
+    fn zero_inputs(&self) -> Option<Vec<RawTensor>> {
         self.signature
             .inputs
             .iter()
-            .map(|i| i.shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>())
+            .map(|i| {
+                let shape = i.shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
+                let bytes = shape.iter().try_fold(i.datatype.size(), |n, &d| n.checked_mul(d))?;
+                // Not a check worth a large allocation: larger inputs are checked per request.
+                (bytes <= ZERO_INPUT_BYTES).then(|| RawTensor {
+                    name: i.name.clone(),
+                    datatype: i.datatype,
+                    shape,
+                    data: vec![0; bytes],
+                })
+            })
             .collect()
     }
 
@@ -371,9 +442,7 @@ impl LoadedModel {
                     input.name, input.datatype, spec.datatype
                 )));
             }
-            let fits = input.shape.len() == spec.shape.len()
-                && input.shape.iter().zip(&spec.shape).all(|(&got, &want)| want < 0 || got as i64 == want);
-            if !fits {
+            if !spec.accepts(&input.shape) {
                 return Err(bad(format!(
                     "input {:?} has shape {:?}, the model expects {:?} (-1: any size)",
                     input.name, input.shape, spec.shape
@@ -403,41 +472,43 @@ impl LoadedModel {
             .collect()
     }
 
-    /// The plan to run these concrete input shapes with: the general one, or one for these
-    /// shapes from the cache or built now. Refused when a run needs more than `limit` bytes
-    /// at one step (or more than the model's own cap), before anything is built.
-    fn plan_within(&self, shapes: &[Vec<usize>], limit: u64) -> Result<Plan, InferenceError> {
+    /// The plan to run these checked inputs with: the general one, or one for their shapes
+    /// (and parameter values) from the cache or built now. Refused when a run needs more than
+    /// `limit` bytes at one step (or more than the model's own cap), before anything is built.
+    fn plan_within(&self, inputs: &[RawTensor], limit: u64) -> Result<Plan, InferenceError> {
         let limit = limit.min(self.max_bytes);
+        let shapes: Shapes = inputs.iter().map(|t| t.shape.clone()).collect();
         let checked = |(needed, node): &WorkingSet| {
-            if *needed > limit { Err(bounds::too_large(shapes, *needed, node, limit)) } else { Ok(()) }
+            if *needed > limit { Err(bounds::too_large(&shapes, *needed, node, limit)) } else { Ok(()) }
         };
         // The usual case, without a copy of anything: shapes seen before, within the limit,
         // and a general plan.
         if let Some(general) = &self.general {
             let known = self.working_sets.read().expect("working sets lock");
-            if let Some((needed, _)) = known.peek(shapes)
+            if let Some((needed, _)) = known.peek(&shapes)
                 && *needed <= limit
             {
                 return Ok(general.clone());
             }
         }
-        let known = self.working_sets.read().expect("working sets lock").peek(shapes).cloned();
-        let measured = match known {
-            Some(working_set) => Some(working_set),
+        let known = self.working_sets.read().expect("working sets lock").peek(&shapes).cloned();
+        let measured = match (known, &self.typed) {
+            (Some(working_set), _) => Some(working_set),
             // The working set is measured before anything is built for these shapes: binding
             // them or optimizing can make tract allocate or divide by a zero dimension.
-            None => match self.symbol_values(shapes) {
+            (None, Some(typed)) => match self.symbol_values(&shapes) {
                 Ok(values) => {
                     let working_set = guarded(
-                        || bounds::working_set(&self.typed, &values).map_err(into_inference_error),
+                        || bounds::working_set(typed, &values).map_err(into_inference_error),
                         |panic| InferenceError::InvalidInput(format!("input shapes {shapes:?}: {panic}")),
                     )?;
-                    self.working_sets.write().expect("working sets lock").put(shapes.to_vec(), working_set.clone());
+                    self.working_sets.write().expect("working sets lock").put(shapes.clone(), working_set.clone());
                     Some(working_set)
                 }
                 // Shapes the declared ones cannot bind: measured once the model is pinned.
                 Err(_) => None,
             },
+            (None, None) => None,
         };
         if let Some(working_set) = &measured {
             checked(working_set)?;
@@ -445,32 +516,55 @@ impl LoadedModel {
                 return Ok(general.clone());
             }
         }
-        let shapes = shapes.to_vec();
-        if let Some(plan) = self.plans.get(&shapes) {
-            self.budget.touch(self.id, &shapes);
-            return Ok(plan);
+        let parameters = typing::parameters(inputs);
+        let plain = PlanKey { shapes: shapes.clone(), values: Vec::new() };
+        let frozen = (!parameters.is_empty()).then(|| PlanKey {
+            shapes: shapes.clone(),
+            values: parameters.iter().filter_map(|&ix| typing::integer_values(&inputs[ix])).collect(),
+        });
+        for key in std::iter::once(&plain).chain(&frozen) {
+            if let Some(plan) = self.plans.get(key) {
+                self.budget.touch(self.id, key);
+                return Ok(plan);
+            }
         }
         // Built outside any lock: optimizing can take a while and other shapes must not wait.
-        let (plan, working_set) = self.build_plan(&shapes, limit)?;
+        let (plan, working_set) = self.build_plan(inputs, &parameters, limit)?;
         checked(&working_set)?;
-        if let Some(pushed_out) = self.plans.put(shapes.clone(), plan.clone()) {
+        let key = match (plan.frozen.is_empty(), frozen) {
+            (false, Some(frozen)) => frozen,
+            _ => plain,
+        };
+        if let Some(pushed_out) = self.plans.put(key.clone(), plan.clone()) {
             self.budget.forget(self.id, &pushed_out);
         }
         let owner: std::sync::Weak<dyn plans::Evict> = Arc::downgrade(&self.plans) as _;
-        self.budget.admit(self.id, &shapes, plans::plan_bytes(&plan), owner);
+        self.budget.admit(self.id, &key, plans::plan_bytes(&plan.runnable), owner);
         Ok(plan)
     }
 
-    fn build_plan(&self, shapes: &[Vec<usize>], limit: u64) -> Result<(Plan, WorkingSet), InferenceError> {
+    fn build_plan(
+        &self,
+        inputs: &[RawTensor],
+        parameters: &[usize],
+        limit: u64,
+    ) -> Result<(Plan, WorkingSet), InferenceError> {
+        let shapes: Shapes = inputs.iter().map(|t| t.shape.clone()).collect();
         guarded(
-            || self.build_plan_unguarded(shapes, limit),
+            || self.build_plan_unguarded(inputs, &shapes, parameters, limit),
             |panic| InferenceError::InvalidInput(format!("the model cannot run with input shapes {shapes:?}: {panic}")),
         )
     }
 
-    /// A plan for exactly these shapes: the symbols bound to them, or (when they cannot be)
-    /// the inputs pinned to them and the model typed again.
-    fn build_plan_unguarded(&self, shapes: &[Vec<usize>], limit: u64) -> Result<(Plan, WorkingSet), InferenceError> {
+    /// A plan for exactly these inputs, by the first [`Strategy`] that works, starting with
+    /// the one that worked last.
+    fn build_plan_unguarded(
+        &self,
+        inputs: &[RawTensor],
+        shapes: &Shapes,
+        parameters: &[usize],
+        limit: u64,
+    ) -> Result<(Plan, WorkingSet), InferenceError> {
         let measured = |model: &TypedModel, values: &HashMap<Symbol, TDim>| -> TractResult<WorkingSet> {
             let working_set = bounds::working_set(model, values)?;
             if working_set.0 > limit {
@@ -479,39 +573,53 @@ impl LoadedModel {
             }
             Ok(working_set)
         };
-        let build = |(model, working_set): (TypedModel, WorkingSet)| -> TractResult<(Plan, WorkingSet)> {
-            Ok((model.into_optimized()?.into_runnable()?, working_set))
+        let build = |model: TypedModel, frozen: &[usize]| -> TractResult<(Plan, WorkingSet)> {
+            let working_set = measured(&model, &HashMap::default())?;
+            let runnable = model.into_optimized()?.into_runnable()?;
+            Ok((Plan { runnable, frozen: Arc::from(frozen) }, working_set))
         };
-        let bound = self.symbol_values(shapes).and_then(|values| {
-            let working_set = measured(&self.typed, &values)?;
-            build((self.typed.set_symbols(&values)?, working_set))
-        });
-        match bound {
-            Ok(plan) => Ok(plan),
-            Err(first) if first.downcast_ref::<InferenceError>().is_some() => Err(into_inference_error(first)),
-            Err(first) => {
-                // Some graphs only type with concrete shapes.
-                let pinned = self.pin_shapes(shapes).and_then(|m| m.into_typed()).and_then(|model| {
-                    let working_set = measured(&model, &HashMap::default())?;
-                    build((model, working_set))
-                });
-                pinned.map_err(|e| {
-                    if e.downcast_ref::<InferenceError>().is_some() {
-                        return into_inference_error(e);
-                    }
-                    InferenceError::InvalidInput(format!(
-                        "the model cannot run with input shapes {shapes:?}: {e:#} (with symbols bound: {first:#})"
-                    ))
-                })
+        let mut failures = Vec::new();
+        let first = Strategy::from_u8(self.strategy.load(Ordering::Relaxed));
+        for strategy in Strategy::order(first) {
+            let built = match strategy {
+                Strategy::Bound => {
+                    let Some(typed) = &self.typed else { continue };
+                    self.symbol_values(shapes).and_then(|values| {
+                        measured(typed, &values)?;
+                        build(typed.set_symbols(&values)?, &[])
+                    })
+                }
+                Strategy::Pinned => typing::pin(&self.inference, inputs).and_then(|m| build(m.into_typed()?, &[])),
+                Strategy::Frozen if parameters.is_empty() => continue,
+                Strategy::Frozen => {
+                    typing::freeze(&self.inference, inputs, parameters).and_then(|m| build(m.into_typed()?, parameters))
+                }
+            };
+            match built {
+                Ok(plan) => {
+                    self.strategy.store(strategy as u8, Ordering::Relaxed);
+                    return Ok(plan);
+                }
+                // Too large is too large, whichever way it is typed.
+                Err(e) if e.downcast_ref::<InferenceError>().is_some() => return Err(into_inference_error(e)),
+                Err(e) => failures.push(format!("{strategy:?}: {e:#}")),
             }
         }
+        Err(InferenceError::InvalidInput(format!(
+            "the model cannot run with input shapes {shapes:?}: {}",
+            failures.join("; ")
+        )))
     }
 
-    /// The values `shapes` give the model's symbols.
+    /// The values `shapes` give the symbols of the model typed at load.
     fn symbol_values(&self, shapes: &[Vec<usize>]) -> TractResult<HashMap<Symbol, TDim>> {
+        let Some(typed) = &self.typed else { anyhow::bail!("the model has no typed form") };
         let mut values = HashMap::default();
         for (ix, shape) in shapes.iter().enumerate() {
-            let fact = self.typed.input_fact(ix)?;
+            let fact = typed.input_fact(ix)?;
+            if fact.rank() != shape.len() {
+                anyhow::bail!("input {ix} has rank {}, not {}", fact.rank(), shape.len());
+            }
             for (dim, &size) in fact.shape.iter().zip(shape) {
                 match dim {
                     TDim::Sym(symbol) => {
@@ -527,14 +635,6 @@ impl LoadedModel {
             }
         }
         Ok(values)
-    }
-
-    fn pin_shapes(&self, shapes: &[Vec<usize>]) -> TractResult<InferenceModel> {
-        let mut model = self.inference.clone();
-        for (ix, (shape, spec)) in shapes.iter().zip(&self.signature.inputs).enumerate() {
-            model.set_input_fact(ix, InferenceFact::dt_shape(spec.datatype.to_tract(), shape.as_slice()))?;
-        }
-        Ok(model)
     }
 }
 

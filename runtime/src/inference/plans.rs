@@ -14,11 +14,30 @@ use std::sync::{Arc, Mutex, Weak};
 use lru::LruCache;
 use tract_onnx::prelude::*;
 
-/// Input shapes, one per model input: what a per-shape plan is for.
+/// Input shapes, one per model input.
 pub(super) type Shapes = Vec<Vec<usize>>;
 
-/// An optimized, runnable plan.
-pub(super) type Plan = Arc<TypedRunnableModel>;
+/// What a per-shape plan is for: the input shapes, and the values of the inputs it froze as
+/// constants (none for most plans).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct PlanKey {
+    pub shapes: Shapes,
+    pub values: Vec<Vec<i64>>,
+}
+
+/// An optimized, runnable plan, and the inputs it froze (which a run does not pass it).
+#[derive(Clone, Debug)]
+pub(super) struct Plan {
+    pub runnable: Arc<TypedRunnableModel>,
+    pub frozen: Arc<[usize]>,
+}
+
+impl Plan {
+    /// A plan that takes every input.
+    pub(super) fn taking_all(runnable: Arc<TypedRunnableModel>) -> Self {
+        Plan { runnable, frozen: Arc::from([]) }
+    }
+}
 
 /// Per-shape plans a model keeps at most, whatever the budget.
 const PLANS_PER_MODEL: usize = 12;
@@ -26,7 +45,7 @@ const PLANS_PER_MODEL: usize = 12;
 /// What holds per-shape plans, so that the budget can make it drop one.
 pub(super) trait Evict: Send + Sync {
     /// Drops the plan for `shapes`, if it is still there.
-    fn evict(&self, shapes: &Shapes);
+    fn evict(&self, key: &PlanKey);
 }
 
 /// The bytes of per-shape plans across all models, and which was used last.
@@ -38,7 +57,7 @@ pub struct PlanBudget {
 struct BudgetState {
     used: u64,
     /// (model id, shapes) → bytes, least recently used first.
-    plans: LruCache<(u64, Shapes), u64>,
+    plans: LruCache<(u64, PlanKey), u64>,
     /// Model id → its plans.
     models: HashMap<u64, Weak<dyn Evict>>,
 }
@@ -64,7 +83,7 @@ impl PlanBudget {
     /// Counts a new plan of `bytes` for `shapes` of model `id`, whose plans `owner` holds;
     /// evicts the least recently used plans (of any model, this one's older ones included)
     /// while the total is past the limit. The newest plan always stays.
-    pub(super) fn admit(&self, id: u64, shapes: &Shapes, bytes: u64, owner: Weak<dyn Evict>) {
+    pub(super) fn admit(&self, id: u64, shapes: &PlanKey, bytes: u64, owner: Weak<dyn Evict>) {
         let evicted = {
             let mut state = self.state.lock().expect("budget lock");
             state.models.entry(id).or_insert(owner);
@@ -89,12 +108,12 @@ impl PlanBudget {
     }
 
     /// Marks the plan for `shapes` of model `id` as just used.
-    pub(super) fn touch(&self, id: u64, shapes: &Shapes) {
+    pub(super) fn touch(&self, id: u64, shapes: &PlanKey) {
         self.state.lock().expect("budget lock").plans.get(&(id, shapes.clone()));
     }
 
     /// The model dropped its plan for `shapes` itself.
-    pub(super) fn forget(&self, id: u64, shapes: &Shapes) {
+    pub(super) fn forget(&self, id: u64, shapes: &PlanKey) {
         let mut state = self.state.lock().expect("budget lock");
         if let Some(bytes) = state.plans.pop(&(id, shapes.clone())) {
             state.used -= bytes;
@@ -105,7 +124,7 @@ impl PlanBudget {
     pub(super) fn forget_model(&self, id: u64) {
         let mut state = self.state.lock().expect("budget lock");
         state.models.remove(&id);
-        let gone: Vec<(u64, Shapes)> =
+        let gone: Vec<(u64, PlanKey)> =
             state.plans.iter().filter(|((m, _), _)| *m == id).map(|(k, _)| k.clone()).collect();
         for key in gone {
             if let Some(bytes) = state.plans.pop(&key) {
@@ -117,7 +136,7 @@ impl PlanBudget {
 
 /// One model's per-shape plans.
 pub(super) struct ShapePlans {
-    plans: Mutex<LruCache<Shapes, Plan>>,
+    plans: Mutex<LruCache<PlanKey, Plan>>,
 }
 
 impl ShapePlans {
@@ -126,12 +145,12 @@ impl ShapePlans {
         Arc::new(Self { plans: Mutex::new(LruCache::new(cap)) })
     }
 
-    pub(super) fn get(&self, shapes: &Shapes) -> Option<Plan> {
+    pub(super) fn get(&self, shapes: &PlanKey) -> Option<Plan> {
         self.plans.lock().expect("plans lock").get(shapes).cloned()
     }
 
     /// Keeps `plan`; returns the shapes of a plan it pushed out, if any.
-    pub(super) fn put(&self, shapes: Shapes, plan: Plan) -> Option<Shapes> {
+    pub(super) fn put(&self, shapes: PlanKey, plan: Plan) -> Option<PlanKey> {
         let mut plans = self.plans.lock().expect("plans lock");
         if plans.contains(&shapes) {
             plans.put(shapes, plan);
@@ -146,7 +165,7 @@ impl ShapePlans {
 }
 
 impl Evict for ShapePlans {
-    fn evict(&self, shapes: &Shapes) {
+    fn evict(&self, shapes: &PlanKey) {
         self.plans.lock().expect("plans lock").pop(shapes);
     }
 }
@@ -171,16 +190,16 @@ mod tests {
 
     /// Records what the budget evicted.
     #[derive(Default)]
-    struct Owner(Mutex<Vec<Shapes>>);
+    struct Owner(Mutex<Vec<PlanKey>>);
 
     impl Evict for Owner {
-        fn evict(&self, shapes: &Shapes) {
+        fn evict(&self, shapes: &PlanKey) {
             self.0.lock().unwrap().push(shapes.clone());
         }
     }
 
-    fn shapes(n: usize) -> Shapes {
-        vec![vec![n, 100]]
+    fn shapes(n: usize) -> PlanKey {
+        PlanKey { shapes: vec![vec![n, 100]], values: vec![] }
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record
             version: version.version,
             blob: version.blob.id,
         };
-        let model = models.get_or_load(&key, quota.max_memory_bytes(), || {
+        let model = models.get_or_load(&key, &version.declared_inputs, quota.max_memory_bytes(), || {
             registry.read_blob(tenant, &version.blob).map_err(Error::from)
         })?;
         let (label, digest) = (version.label(), format!("sha256:{}", version.sha256));

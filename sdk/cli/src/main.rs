@@ -42,6 +42,9 @@ enum Command {
         /// The most bytes one tensor of the model may hold.
         #[arg(long)]
         max_tensor_bytes: u64,
+        /// Declared input specs, `name:DATATYPE:d1,d2,…`.
+        #[arg(long = "input")]
+        inputs: Vec<maas_sdk::types::TensorSpec>,
     },
     #[command(flatten)]
     Client(commands::Command),
@@ -51,8 +54,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { listen, data } => serve(listen, data),
-        Command::AnalyzeModel { max_tensor_bytes } => {
-            std::process::exit(maas_runtime::inference::analyze_stdin(max_tensor_bytes))
+        Command::AnalyzeModel { max_tensor_bytes, inputs } => {
+            std::process::exit(maas_runtime::inference::analyze_stdin(max_tensor_bytes, &inputs))
         }
         Command::Client(command) => std::process::exit(commands::run(cli.client, command)),
     }

@@ -1,7 +1,7 @@
 //! Models and their versions, and components (owner).
 
 use http::Method;
-use maas_types::{ComponentInfo, ComponentList, ModelEntry, ModelInfo, ModelList};
+use maas_types::{ComponentInfo, ComponentList, ModelEntry, ModelInfo, ModelList, TensorSpec};
 
 use super::{Client, check_digest, model_path, seg};
 use crate::error::Result;
@@ -17,7 +17,26 @@ impl Client {
     /// server stored: a difference is [`Error::DigestMismatch`]. A file tract cannot load is
     /// `400 invalid_model`.
     pub async fn upload_model(&self, tenant: &str, name: &str, upload: Upload) -> Result<ModelInfo> {
-        let path = format!("/v1/tenants/{}/models/{}", seg(tenant), seg(name));
+        self.upload_model_with(tenant, name, upload, &[]).await
+    }
+
+    /// [`upload_model`](Client::upload_model) with declared input specs, which pin datatypes
+    /// and dimensions the file leaves open (like Triton's model config), e.g.
+    /// `"x:FP32:1,3,-1,-1".parse()?` (`-1` = free). The server checks them at upload (a run on
+    /// zeros when every dimension is known) and refuses requests that break them.
+    pub async fn upload_model_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        upload: Upload,
+        inputs: &[TensorSpec],
+    ) -> Result<ModelInfo> {
+        let mut path = format!("/v1/tenants/{}/models/{}", seg(tenant), seg(name));
+        for (ix, spec) in inputs.iter().enumerate() {
+            path.push(if ix == 0 { '?' } else { '&' });
+            path.push_str("input=");
+            path.push_str(&seg(&spec.to_string()));
+        }
         let (answer, sent) = self.upload(Method::PUT, &path, "application/octet-stream", upload).await?;
         let model: ModelInfo = answer.json()?;
         check_digest(sent.as_deref(), &model.sha256)?;

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real server on loopback, a real sled directory, real components, real
 //! tract inference. One test binary; one module per area.
 
+mod exported;
 mod hardening;
 mod isolation;
 mod oip;

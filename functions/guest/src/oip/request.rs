@@ -388,6 +388,9 @@ impl InputTensor<'_> {
             )));
         }
         let shape = self.dims()?;
+        if info.any_rank() {
+            return Ok(());
+        }
         if shape.len() != info.shape.len() {
             return Err(OipError::new(format!(
                 "input {:?} has shape {shape:?} (rank {}); the model expects {:?} (rank {}, -1 matching any size)",

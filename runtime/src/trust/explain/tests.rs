@@ -43,7 +43,7 @@ fn occlusion_of_a_linear_model_with_zero_baseline_is_w_times_x() {
         assert_eq!(e.rows_evaluated, 1 + 6, "the input, the baseline and 5 occlusions");
         match batch {
             Dim::Sym(_) => assert_eq!(e.model_runs, 2, "one run for the input, one batch"),
-            Dim::Fixed(_) => assert_eq!(e.model_runs, 7, "one run per row"),
+            Dim::Fixed(_) | Dim::Unnamed => assert_eq!(e.model_runs, 7, "one run per row"),
         }
     }
     // Random weights and inputs, more features than one batch holds.

@@ -25,6 +25,10 @@ pub enum ModelsCommand {
         /// Do not draw the progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Declare an input's datatype and dimensions, `name:DATATYPE:d1,d2,…` with `-1` for a
+        /// free dimension (e.g. `x:FP32:1,3,-1,-1`); repeat for more inputs.
+        #[arg(long = "input", value_name = "SPEC")]
+        inputs: Vec<maas_sdk::types::TensorSpec>,
     },
     /// List models with their versions.
     List {
@@ -64,7 +68,7 @@ impl ModelsCommand {
     pub(crate) async fn run(self, ctx: &Ctx) -> Result<(), CliError> {
         let client = &ctx.client;
         match self {
-            ModelsCommand::Upload { tenant, name, file, no_progress } => {
+            ModelsCommand::Upload { tenant, name, file, no_progress, inputs } => {
                 let upload = if file.as_os_str() == "-" {
                     Upload::reader(tokio::io::stdin(), None)
                 } else {
@@ -73,7 +77,7 @@ impl ModelsCommand {
                 let bar = if no_progress { ProgressBar::hidden() } else { progress_bar(upload.len()) };
                 let ticker = bar.clone();
                 let upload = upload.on_progress(move |sent, _total| ticker.set_position(sent));
-                let result = client.upload_model(&tenant, &name, upload).await;
+                let result = client.upload_model_with(&tenant, &name, upload, &inputs).await;
                 bar.finish_and_clear();
                 let model = result?;
                 match ctx.output {
@@ -87,6 +91,7 @@ impl ModelsCommand {
                             output::bytes(model.size_bytes),
                             model.sha256
                         );
+                        out!("plans: {}", plans(&model));
                         signature(&model);
                     }
                 }
@@ -121,6 +126,7 @@ impl ModelsCommand {
                             ("size", output::bytes(model.size_bytes)),
                             ("sha256", model.sha256.clone()),
                             ("created", model.created_at.clone()),
+                            ("plans", plans(&model).into()),
                         ]);
                         out!("");
                         signature(&model);
@@ -161,9 +167,19 @@ impl ModelsCommand {
 }
 
 /// The inputs and outputs as a table.
+/// How the server plans the model: once, or per request shape.
+fn plans(model: &ModelInfo) -> &'static str {
+    if model.per_request_shapes {
+        "per request shape (tract types it only with concrete shapes)"
+    } else {
+        "one for all shapes"
+    }
+}
+
 fn signature(model: &ModelInfo) {
     let mut table = Table::new(["TENSOR", "NAME", "DATATYPE", "SHAPE"]);
-    for (side, specs) in [("input", &model.inputs), ("output", &model.outputs)] {
+    let declared = ("declared", &model.declared_inputs);
+    for (side, specs) in [("input", &model.inputs), ("output", &model.outputs), declared] {
         for s in specs {
             table.row([side.into(), s.name.clone(), s.datatype.to_string(), output::shape(&s.shape)]);
         }

@@ -92,6 +92,9 @@ pub(crate) fn bytes(n: u64) -> String {
 
 /// A shape as `[1, 100]`, `-1` shown as `?`.
 pub(crate) fn shape(dims: &[i64]) -> String {
+    if dims == [maas_sdk::types::ANY_RANK] {
+        return "any rank".into();
+    }
     let dims: Vec<String> = dims.iter().map(|&d| if d < 0 { "?".into() } else { d.to_string() }).collect();
     format!("[{}]", dims.join(", "))
 }
