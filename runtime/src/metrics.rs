@@ -39,8 +39,9 @@ impl Metrics {
         }
     }
 
-    /// The exposition, with the gauges `warm_functions` and `loaded_models` read now.
-    pub fn render(&self, warm_functions: usize, loaded_models: usize) -> String {
+    /// The exposition, with the gauges `warm_functions`, `loaded_models` and the per-shape
+    /// plans' bytes read now, and the plans their bounds pushed out.
+    pub fn render(&self, warm_functions: usize, loaded_models: usize, plans: &crate::inference::PlanBudget) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
             "# HELP maas_requests_total HTTP requests handled.\n# TYPE maas_requests_total counter\nmaas_requests_total {}\n\
@@ -52,7 +53,10 @@ impl Metrics {
              # HELP maas_inference_seconds_total Time spent in tract.\n# TYPE maas_inference_seconds_total counter\nmaas_inference_seconds_total {}\n\
              # HELP maas_batched_invocations_total Invocations whose inference shared a batch with others.\n# TYPE maas_batched_invocations_total counter\nmaas_batched_invocations_total {}\n\
              # HELP maas_warm_functions Functions currently warm.\n# TYPE maas_warm_functions gauge\nmaas_warm_functions {}\n\
-             # HELP maas_loaded_models Models currently loaded.\n# TYPE maas_loaded_models gauge\nmaas_loaded_models {}\n",
+             # HELP maas_loaded_models Models currently loaded.\n# TYPE maas_loaded_models gauge\nmaas_loaded_models {}\n\
+             # HELP maas_plan_bytes Bytes of per-shape plans held (an estimate).\n# TYPE maas_plan_bytes gauge\nmaas_plan_bytes {}\n\
+             # HELP maas_plan_evictions_total Per-shape plans pushed out by a model's, a tenant's or the process's bound.\n\
+             # TYPE maas_plan_evictions_total counter\nmaas_plan_evictions_total {}\n",
             get(&self.requests),
             get(&self.client_errors),
             get(&self.server_errors),
@@ -63,6 +67,8 @@ impl Metrics {
             get(&self.batched_invocations),
             warm_functions,
             loaded_models,
+            plans.used(),
+            plans.evictions(),
         )
     }
 }

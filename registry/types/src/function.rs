@@ -25,6 +25,9 @@ const MAX_QUEUE_DEPTH: u32 = 4096;
 const MAX_QUEUE_TIMEOUT_MS: u64 = 600_000;
 const MAX_BATCH_SIZE: u32 = 256;
 const MAX_QUEUE_DELAY_US: u64 = 100_000;
+const MAX_WARMUP: usize = 16;
+const MAX_WARMUP_INPUTS: usize = 64;
+const MAX_WARMUP_RANK: usize = 16;
 
 /// A function's deployment manifest.
 ///
@@ -36,7 +39,8 @@ const MAX_QUEUE_DELAY_US: u64 = 100_000;
 ///  "scale":  {"idle_timeout_s": 60},
 ///  "public": false,
 ///  "require_audit": {"min_disparate_impact": 0.8},
-///  "batching": {"max_batch_size": 16, "max_queue_delay_us": 0}}
+///  "batching": {"max_batch_size": 16, "max_queue_delay_us": 0},
+///  "warmup": [{"model": "<alias>", "inputs": {"<input>": [1, 3, 640, 640]}}]}
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +69,22 @@ pub struct Manifest {
     /// Dynamic batching of the function's inference calls; absent means every call runs alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<Batching>,
+    /// Input shapes whose plans the cold start builds, so that the first request on one of
+    /// them does not pay for tract's optimization (models served per request shape).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warmup: Vec<Warmup>,
+}
+
+/// One warm-up shape set: a shape for every input of the model behind `model`. The cold start
+/// builds their plan as for a request of zeros (a small integer input, frozen as a constant
+/// in the plan, is then zeros too).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warmup {
+    /// The model's alias in `models`.
+    pub model: String,
+    /// Input name → shape.
+    pub inputs: BTreeMap<String, Vec<u64>>,
 }
 
 /// Dynamic batching: concurrent inference calls of a function on the same model, with the same
@@ -292,6 +312,7 @@ impl Manifest {
             public: false,
             require_audit: None,
             batching: None,
+            warmup: Vec::new(),
         }
     }
 
@@ -347,6 +368,20 @@ impl Manifest {
             }
             if b.max_queue_delay_us > MAX_QUEUE_DELAY_US {
                 return bad(format!("batching.max_queue_delay_us must be between 0 and {MAX_QUEUE_DELAY_US}"));
+            }
+        }
+        if self.warmup.len() > MAX_WARMUP {
+            return bad(format!("warmup: at most {MAX_WARMUP} shape sets"));
+        }
+        for (ix, w) in self.warmup.iter().enumerate() {
+            if !self.models.contains_key(&w.model) {
+                return bad(format!("warmup[{ix}].model: {:?} is not an alias in models", w.model));
+            }
+            if w.inputs.is_empty() || w.inputs.len() > MAX_WARMUP_INPUTS {
+                return bad(format!("warmup[{ix}].inputs: 1 to {MAX_WARMUP_INPUTS} inputs"));
+            }
+            if w.inputs.values().any(|shape| shape.len() > MAX_WARMUP_RANK) {
+                return bad(format!("warmup[{ix}].inputs: at most {MAX_WARMUP_RANK} dimensions"));
             }
         }
         if let Some(gate) = &self.require_audit

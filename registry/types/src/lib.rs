@@ -51,7 +51,7 @@ pub use datatype::Datatype;
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use function::{
     Batching, Builtin, ComponentRef, Deployment, FunctionInfo, FunctionList, FunctionState, FunctionStatus, Limits,
-    Manifest, ModelRef, RequireAudit, Scale,
+    Manifest, ModelRef, RequireAudit, Scale, Warmup,
 };
 pub use keys::{CreateKey, CreatedKey, KeyInfo, KeyList, Role};
 pub use model::{

@@ -22,6 +22,10 @@ pub(super) async fn readyz(_: Arc<Platform>, _: Call) -> Result<Response<Body>> 
 
 /// `GET /metrics` (admin): the Prometheus text.
 pub(super) async fn metrics(platform: Arc<Platform>, _: Call) -> Result<Response<Body>> {
-    let exposition = platform.metrics.render(platform.scaler.warm_count(), platform.models().loaded_count());
+    let exposition = platform.metrics.render(
+        platform.scaler.warm_count(),
+        platform.models().loaded_count(),
+        platform.models().plan_budget(),
+    );
     Ok(text(exposition, "text/plain; version=0.0.4"))
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use maas_types::ModelAnalysis;
 
-use super::{InferenceError, LoadedModel, PlanBudget, TensorSpec};
+use super::{InferenceError, LoadedModel, PlanAccount, TensorSpec};
 
 /// Where and how uploads are analysed out of process.
 #[derive(Clone, Debug)]
@@ -114,7 +114,7 @@ pub fn analyze(
 /// The analysis itself: the model loaded as it will be served, and run once on zeros when
 /// the owner declared inputs whose every dimension is known.
 fn analyze_here(bytes: &[u8], declared: &[TensorSpec], max_tensor_bytes: u64) -> Result<ModelAnalysis, InferenceError> {
-    let model = LoadedModel::load_within(bytes, declared, max_tensor_bytes, PlanBudget::new(u64::MAX))?;
+    let model = LoadedModel::load_within(bytes, declared, max_tensor_bytes, PlanAccount::unbounded())?;
     if !declared.is_empty() {
         model.check_runs()?;
     }

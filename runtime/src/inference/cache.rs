@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 
-use super::{InferenceError, LoadedModel, PlanBudget, TensorSpec};
+use super::{InferenceError, LoadedModel, PlanAccount, PlanBudget, TensorSpec};
 
 /// Identifies one model version of one tenant, by its stored file: a tenant deleted and
 /// created again under the same name numbers its versions from 1 again, and must never be
@@ -69,9 +69,10 @@ impl ModelCache {
         if let Some(model) = self.get(key) {
             return Ok(model);
         }
+        let account = PlanAccount::for_tenant(self.budget.clone(), &key.tenant, max_bytes);
         // Loading happens outside the lock; a concurrent load of the same key is wasted work
         // but harmless, and the first one stored wins.
-        let model = Arc::new(LoadedModel::load_within(&bytes()?, declared, max_bytes, self.budget.clone())?);
+        let model = Arc::new(LoadedModel::load_within(&bytes()?, declared, max_bytes, account)?);
         let mut loaded = self.loaded.lock().expect("model cache lock");
         if let Some(existing) = loaded.get(key).and_then(Weak::upgrade) {
             return Ok(existing);

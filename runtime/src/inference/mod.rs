@@ -43,7 +43,7 @@ pub use cache::{ModelCache, ModelKey};
 pub use datatype::TractDatatype;
 pub use json::{HostInput, Numbers, tensor_from_input};
 pub use maas_types::{Datatype, Signature, TensorSpec};
-pub use plans::PlanBudget;
+pub use plans::{PlanAccount, PlanBudget};
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -151,8 +151,10 @@ pub struct LoadedModel {
     general: Option<Plan>,
     /// Plans per input shapes, for a model without a general plan.
     plans: Arc<ShapePlans>,
-    /// What per-shape plans may hold, with every other model's.
+    /// What per-shape plans may hold, this model's, its tenant's and every model's.
     budget: Arc<PlanBudget>,
+    /// The bytes of the model's weights, which each per-shape plan holds a copy of.
+    weight_bytes: u64,
     id: u64,
     /// Read on every run by every caller at once: a read lock, and `peek` (no LRU update).
     working_sets: RwLock<LruCache<Shapes, WorkingSet>>,
@@ -178,19 +180,19 @@ impl LoadedModel {
     /// with [`InferenceError::InvalidModel`] and the reason (tract's, or the tensor past the
     /// cap) when it cannot be served; this is also the validation done at upload.
     pub fn load(bytes: &[u8], max_bytes: u64) -> Result<Self, InferenceError> {
-        Self::load_within(bytes, &[], max_bytes, PlanBudget::new(u64::MAX))
+        Self::load_within(bytes, &[], max_bytes, PlanAccount::unbounded())
     }
 
     /// [`load`](Self::load) with the owner's `declared` input specs over the file's facts,
-    /// its per-shape plans counted in `budget`.
+    /// its per-shape plans counted and bounded in `account`.
     pub fn load_within(
         bytes: &[u8],
         declared: &[TensorSpec],
         max_bytes: u64,
-        budget: Arc<PlanBudget>,
+        account: PlanAccount,
     ) -> Result<Self, InferenceError> {
         guarded(
-            || Self::load_unguarded(bytes, declared, max_bytes, budget),
+            || Self::load_unguarded(bytes, declared, max_bytes, account),
             |panic| InferenceError::InvalidModel(format!("tract failed on this model: {panic}")),
         )
     }
@@ -199,7 +201,7 @@ impl LoadedModel {
         bytes: &[u8],
         declared: &[TensorSpec],
         max_bytes: u64,
-        budget: Arc<PlanBudget>,
+        account: PlanAccount,
     ) -> Result<Self, InferenceError> {
         let invalid = |e: TractError| InferenceError::InvalidModel(format!("{e:#}"));
         let onnx = tract_onnx::onnx();
@@ -237,6 +239,10 @@ impl LoadedModel {
             None => None,
         };
         let cap = NonZeroUsize::new(WORKING_SETS).expect("non-zero");
+        let (plans, id) = (ShapePlans::new(), NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed));
+        let owner: std::sync::Weak<dyn plans::Evict> = Arc::downgrade(&plans) as _;
+        account.budget.register(id, &account, owner);
+        let weight_bytes = plans::weight_bytes(&inference);
         let model = Self {
             per_request_shapes: general.is_none(),
             signature,
@@ -244,9 +250,10 @@ impl LoadedModel {
             inference,
             typed,
             general,
-            plans: ShapePlans::new(),
-            budget,
-            id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
+            plans,
+            budget: account.budget,
+            weight_bytes,
+            id,
             working_sets: RwLock::new(LruCache::new(cap)),
             batches: batch::Batches::default(),
             strategy: AtomicU8::new(0),
@@ -286,6 +293,31 @@ impl LoadedModel {
         self.run(zeros).map(drop).map_err(|e| {
             InferenceError::InvalidModel(format!("the model does not run on zeros of its declared input shapes: {e}"))
         })
+    }
+
+    /// Builds the plan for inputs of `shapes` (input name → shape), as a request of zeros
+    /// would: a function's warm-up during its cold start. Nothing is run.
+    pub fn warm(&self, shapes: &std::collections::BTreeMap<String, Vec<u64>>) -> Result<(), InferenceError> {
+        let bad = InferenceError::InvalidInput;
+        if let Some(unknown) = shapes.keys().find(|n| !self.signature.inputs.iter().any(|i| i.name == **n)) {
+            return Err(bad(format!("the model has no input {unknown:?}")));
+        }
+        let zeros = self
+            .signature
+            .inputs
+            .iter()
+            .map(|spec| {
+                let shape = shapes.get(&spec.name).ok_or_else(|| bad(format!("no shape for input {:?}", spec.name)))?;
+                let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+                let bytes = shape.iter().try_fold(spec.datatype.size(), |n, &d| n.checked_mul(d));
+                let bytes = bytes.filter(|&b| b <= ZERO_INPUT_BYTES).ok_or_else(|| {
+                    bad(format!("input {:?}: a warm-up shape of more than {ZERO_INPUT_BYTES} bytes", spec.name))
+                })?;
+                Ok(RawTensor { name: spec.name.clone(), datatype: spec.datatype, shape, data: vec![0; bytes] })
+            })
+            .collect::<Result<Vec<_>, InferenceError>>()?;
+        let ordered = self.order_and_check(zeros)?;
+        self.plan_within(&ordered, self.max_bytes).map(drop)
     }
 
     /// Number of optimized plans held: the general one, or those per input shapes.
@@ -538,8 +570,7 @@ impl LoadedModel {
         if let Some(pushed_out) = self.plans.put(key.clone(), plan.clone()) {
             self.budget.forget(self.id, &pushed_out);
         }
-        let owner: std::sync::Weak<dyn plans::Evict> = Arc::downgrade(&self.plans) as _;
-        self.budget.admit(self.id, &key, plans::plan_bytes(&plan.runnable), owner);
+        self.budget.admit(self.id, &key, plans::plan_bytes(&plan.runnable, self.weight_bytes));
         Ok(plan)
     }
 

@@ -44,22 +44,71 @@ const PLANS_PER_MODEL: usize = 12;
 
 /// What holds per-shape plans, so that the budget can make it drop one.
 pub(super) trait Evict: Send + Sync {
-    /// Drops the plan for `shapes`, if it is still there.
+    /// Drops the plan for `key`, if it is still there.
     fn evict(&self, key: &PlanKey);
 }
 
-/// The bytes of per-shape plans across all models, and which was used last.
+/// Whose per-shape plans a model's are, and what they may hold: the model's own, its
+/// tenant's all together, and every model's in the [`PlanBudget`].
+#[derive(Clone, Debug)]
+pub struct PlanAccount {
+    /// The process-wide budget.
+    pub budget: Arc<PlanBudget>,
+    /// The tenant owning the model.
+    pub tenant: String,
+    /// What the tenant's per-shape plans may hold together.
+    pub tenant_bytes: u64,
+    /// What this model's per-shape plans may hold.
+    pub model_bytes: u64,
+}
+
+impl PlanAccount {
+    /// An account with no bound of its own, in a budget of its own (analysis, tests).
+    pub fn unbounded() -> Self {
+        PlanAccount {
+            budget: PlanBudget::new(u64::MAX),
+            tenant: String::new(),
+            tenant_bytes: u64::MAX,
+            model_bytes: u64::MAX,
+        }
+    }
+
+    /// The account of a model of `tenant` whose tensors may hold `max_bytes` each (the
+    /// tenant's `max_memory_mb`): the tenant's plans may hold as much, one model's half.
+    pub fn for_tenant(budget: Arc<PlanBudget>, tenant: &str, max_bytes: u64) -> Self {
+        PlanAccount { budget, tenant: tenant.to_string(), tenant_bytes: max_bytes, model_bytes: max_bytes / 2 }
+    }
+}
+
+/// The bytes of per-shape plans across all models, per tenant and per model, and which was
+/// used last. A new plan pushes out the least recently used plans of its model while the model
+/// is past its bound, then of its tenant, then of any model while the total is past the
+/// budget's limit. The newest plan always stays.
 pub struct PlanBudget {
     limit: u64,
     state: Mutex<BudgetState>,
 }
 
+/// Bytes held and allowed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bound {
+    used: u64,
+    limit: u64,
+}
+
+struct ModelAccount {
+    owner: Weak<dyn Evict>,
+    tenant: Arc<str>,
+    bytes: Bound,
+}
+
 struct BudgetState {
     used: u64,
-    /// (model id, shapes) → bytes, least recently used first.
+    evictions: u64,
+    /// (model id, key) → bytes, least recently used last.
     plans: LruCache<(u64, PlanKey), u64>,
-    /// Model id → its plans.
-    models: HashMap<u64, Weak<dyn Evict>>,
+    models: HashMap<u64, ModelAccount>,
+    tenants: HashMap<Arc<str>, Bound>,
 }
 
 impl std::fmt::Debug for PlanBudget {
@@ -68,10 +117,35 @@ impl std::fmt::Debug for PlanBudget {
     }
 }
 
+impl BudgetState {
+    /// Removes one plan from every count; returns its owner, if the model is still there.
+    fn remove(&mut self, model: u64, key: &PlanKey) -> Option<Arc<dyn Evict>> {
+        let bytes = self.plans.pop(&(model, key.clone()))?;
+        self.used -= bytes;
+        let account = self.models.get_mut(&model)?;
+        account.bytes.used -= bytes;
+        if let Some(tenant) = self.tenants.get_mut(&account.tenant) {
+            tenant.used -= bytes;
+        }
+        account.owner.upgrade()
+    }
+
+    /// The least recently used plan for which `matches(model)` holds, other than `keep`.
+    fn oldest(&self, keep: &(u64, PlanKey), matches: impl Fn(u64) -> bool) -> Option<(u64, PlanKey)> {
+        self.plans.iter().rev().map(|(k, _)| k).find(|k| *k != keep && matches(k.0)).cloned()
+    }
+}
+
 impl PlanBudget {
     /// A budget of `limit` bytes of per-shape plans.
     pub fn new(limit: u64) -> Arc<Self> {
-        let state = BudgetState { used: 0, plans: LruCache::unbounded(), models: HashMap::new() };
+        let state = BudgetState {
+            used: 0,
+            evictions: 0,
+            plans: LruCache::unbounded(),
+            models: HashMap::new(),
+            tenants: HashMap::new(),
+        };
         Arc::new(Self { limit, state: Mutex::new(state) })
     }
 
@@ -80,57 +154,90 @@ impl PlanBudget {
         self.state.lock().expect("budget lock").used
     }
 
-    /// Counts a new plan of `bytes` for `shapes` of model `id`, whose plans `owner` holds;
-    /// evicts the least recently used plans (of any model, this one's older ones included)
-    /// while the total is past the limit. The newest plan always stays.
-    pub(super) fn admit(&self, id: u64, shapes: &PlanKey, bytes: u64, owner: Weak<dyn Evict>) {
+    /// Plans pushed out by a bound since the start.
+    pub fn evictions(&self) -> u64 {
+        self.state.lock().expect("budget lock").evictions
+    }
+
+    /// Registers model `id`, whose plans `owner` holds, under `account`'s bounds (the tenant's
+    /// bound is the latest one given).
+    pub(super) fn register(&self, id: u64, account: &PlanAccount, owner: Weak<dyn Evict>) {
+        let mut state = self.state.lock().expect("budget lock");
+        let tenant: Arc<str> = Arc::from(account.tenant.as_str());
+        state.tenants.entry(tenant.clone()).or_default().limit = account.tenant_bytes;
+        let bytes = Bound { used: 0, limit: account.model_bytes };
+        state.models.insert(id, ModelAccount { owner, tenant, bytes });
+    }
+
+    /// Counts a new plan of `bytes` for `key` of model `id` and evicts what the bounds
+    /// require (see the type's docs).
+    pub(super) fn admit(&self, id: u64, key: &PlanKey, bytes: u64) {
         let evicted = {
             let mut state = self.state.lock().expect("budget lock");
-            state.models.entry(id).or_insert(owner);
-            if let Some(old) = state.plans.put((id, shapes.clone()), bytes) {
-                state.used -= old;
+            let Some(account) = state.models.get_mut(&id) else { return };
+            account.bytes.used += bytes;
+            let tenant = account.tenant.clone();
+            if let Some(bound) = state.tenants.get_mut(&tenant) {
+                bound.used += bytes;
             }
             state.used += bytes;
+            if let Some(old) = state.plans.put((id, key.clone()), bytes) {
+                // The same key again: only the new bytes count.
+                state.used -= old;
+                if let Some(account) = state.models.get_mut(&id) {
+                    account.bytes.used -= old;
+                }
+                if let Some(bound) = state.tenants.get_mut(&tenant) {
+                    bound.used -= old;
+                }
+            }
+            let keep = (id, key.clone());
             let mut evicted = Vec::new();
-            while state.used > self.limit && state.plans.len() > 1 {
-                let Some(((model, shapes), bytes)) = state.plans.pop_lru() else { break };
-                state.used -= bytes;
-                if let Some(owner) = state.models.get(&model).and_then(Weak::upgrade) {
-                    evicted.push((owner, shapes));
+            loop {
+                let model_over = state.models.get(&id).is_some_and(|m| m.bytes.used > m.bytes.limit);
+                let tenant_over = state.tenants.get(&tenant).is_some_and(|t| t.used > t.limit);
+                let victim = if model_over {
+                    state.oldest(&keep, |m| m == id)
+                } else if tenant_over {
+                    state.oldest(&keep, |m| state.models.get(&m).is_some_and(|a| a.tenant == tenant))
+                } else if state.used > self.limit {
+                    state.oldest(&keep, |_| true)
+                } else {
+                    None
+                };
+                let Some((model, key)) = victim else { break };
+                state.evictions += 1;
+                if let Some(owner) = state.remove(model, &key) {
+                    evicted.push((owner, key));
                 }
             }
             evicted
         };
         // Outside the budget's lock: the owners lock their own plans.
-        for (owner, shapes) in evicted {
-            owner.evict(&shapes);
+        for (owner, key) in evicted {
+            owner.evict(&key);
         }
     }
 
-    /// Marks the plan for `shapes` of model `id` as just used.
-    pub(super) fn touch(&self, id: u64, shapes: &PlanKey) {
-        self.state.lock().expect("budget lock").plans.get(&(id, shapes.clone()));
+    /// Marks the plan for `key` of model `id` as just used.
+    pub(super) fn touch(&self, id: u64, key: &PlanKey) {
+        self.state.lock().expect("budget lock").plans.get(&(id, key.clone()));
     }
 
-    /// The model dropped its plan for `shapes` itself.
-    pub(super) fn forget(&self, id: u64, shapes: &PlanKey) {
-        let mut state = self.state.lock().expect("budget lock");
-        if let Some(bytes) = state.plans.pop(&(id, shapes.clone())) {
-            state.used -= bytes;
-        }
+    /// The model dropped its plan for `key` itself.
+    pub(super) fn forget(&self, id: u64, key: &PlanKey) {
+        self.state.lock().expect("budget lock").remove(id, key);
     }
 
     /// Model `id` is gone, and its plans with it.
     pub(super) fn forget_model(&self, id: u64) {
         let mut state = self.state.lock().expect("budget lock");
-        state.models.remove(&id);
-        let gone: Vec<(u64, PlanKey)> =
-            state.plans.iter().filter(|((m, _), _)| *m == id).map(|(k, _)| k.clone()).collect();
+        let gone: Vec<PlanKey> =
+            state.plans.iter().filter(|((m, _), _)| *m == id).map(|((_, k), _)| k.clone()).collect();
         for key in gone {
-            if let Some(bytes) = state.plans.pop(&key) {
-                state.used -= bytes;
-            }
+            state.remove(id, &key);
         }
+        state.models.remove(&id);
     }
 }
 
@@ -170,10 +277,17 @@ impl Evict for ShapePlans {
     }
 }
 
-/// What a plan holds: its constants (the weights as the plan keeps them, packed included).
-pub(super) fn plan_bytes(plan: &TypedRunnableModel) -> u64 {
+/// An estimate of a plan's own bytes beside its constants, per node.
+const NODE_BYTES: u64 = 1 << 10;
+
+/// What a plan holds, estimated: its constants (the weights as the plan keeps them, packed
+/// included), and at least the model's own `weights`, since an optimized matrix product keeps
+/// its packed weights inside the op rather than as a constant; plus its nodes.
+pub(super) fn plan_bytes(plan: &TypedRunnableModel, weights: u64) -> u64 {
     use tract_onnx::tract_core::ops::konst::Const;
-    plan.model()
+    let nodes = plan.model().nodes().len() as u64 * NODE_BYTES;
+    let constants = plan
+        .model()
         .nodes()
         .iter()
         .filter_map(|node| node.op_as::<Const>())
@@ -181,6 +295,18 @@ pub(super) fn plan_bytes(plan: &TypedRunnableModel) -> u64 {
             Some(fact) => fact.mem_size().as_i64().unwrap_or(0).max(0) as u64,
             None => (konst.val().len() * konst.val().datum_type().size_of()) as u64,
         })
+        .sum::<u64>();
+    nodes + constants.max(weights)
+}
+
+/// The bytes of the constants (the weights) of a parsed model.
+pub(super) fn weight_bytes(model: &InferenceModel) -> u64 {
+    use tract_onnx::tract_hir::ops::konst::Const;
+    model
+        .nodes()
+        .iter()
+        .filter_map(|node| node.op_as::<Const>())
+        .map(|konst| (konst.val().len() * konst.val().datum_type().size_of()) as u64)
         .sum()
 }
 
@@ -202,29 +328,60 @@ mod tests {
         PlanKey { shapes: vec![vec![n, 100]], values: vec![] }
     }
 
+    fn account(budget: &Arc<PlanBudget>, tenant: &str, tenant_bytes: u64, model_bytes: u64) -> PlanAccount {
+        PlanAccount { budget: budget.clone(), tenant: tenant.into(), tenant_bytes, model_bytes }
+    }
+
+    fn owner(o: &Arc<Owner>) -> Weak<dyn Evict> {
+        Arc::downgrade(o) as Weak<dyn Evict>
+    }
+
     #[test]
     fn the_least_recently_used_plan_of_any_model_goes_first() {
         let budget = PlanBudget::new(300);
         let (a, b) = (Arc::new(Owner::default()), Arc::new(Owner::default()));
-        let (wa, wb): (Weak<dyn Evict>, Weak<dyn Evict>) =
-            (Arc::downgrade(&a) as Weak<dyn Evict>, Arc::downgrade(&b) as Weak<dyn Evict>);
-        budget.admit(1, &shapes(1), 100, wa.clone());
-        budget.admit(2, &shapes(1), 100, wb.clone());
-        budget.admit(1, &shapes(2), 100, wa.clone());
+        budget.register(1, &account(&budget, "acme", u64::MAX, u64::MAX), owner(&a));
+        budget.register(2, &account(&budget, "bravo", u64::MAX, u64::MAX), owner(&b));
+        budget.admit(1, &shapes(1), 100);
+        budget.admit(2, &shapes(1), 100);
+        budget.admit(1, &shapes(2), 100);
         assert_eq!(budget.used(), 300);
         // Model 1's first plan is used again; model 2's is now the oldest.
         budget.touch(1, &shapes(1));
-        budget.admit(1, &shapes(3), 100, wa.clone());
+        budget.admit(1, &shapes(3), 100);
         assert_eq!(budget.used(), 300);
         assert_eq!(*b.0.lock().unwrap(), vec![shapes(1)]);
         assert!(a.0.lock().unwrap().is_empty());
         // A plan larger than the whole budget stays alone.
-        budget.admit(2, &shapes(9), 1000, wb.clone());
+        budget.admit(2, &shapes(9), 1000);
         assert_eq!(budget.used(), 1000);
         assert_eq!(a.0.lock().unwrap().len(), 3);
+        assert_eq!(budget.evictions(), 4);
         // Models that go give back what their plans held.
         budget.forget_model(2);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_model_and_a_tenant_are_bounded_before_the_budget() {
+        let budget = PlanBudget::new(u64::MAX);
+        let (a1, a2, b) = (Arc::new(Owner::default()), Arc::new(Owner::default()), Arc::new(Owner::default()));
+        // Tenant acme: 200 bytes of plans, 150 per model. Tenant bravo: unbounded.
+        budget.register(1, &account(&budget, "acme", 200, 150), owner(&a1));
+        budget.register(2, &account(&budget, "acme", 200, 150), owner(&a2));
+        budget.register(3, &account(&budget, "bravo", u64::MAX, u64::MAX), owner(&b));
+        budget.admit(3, &shapes(1), 100);
+        budget.admit(1, &shapes(1), 100);
+        // Model 1 past its 150: its own older plan goes, not bravo's older one.
+        budget.admit(1, &shapes(2), 100);
+        assert_eq!(*a1.0.lock().unwrap(), vec![shapes(1)]);
+        budget.admit(2, &shapes(1), 100);
+        // acme past its 200 with model 2's second plan: acme's oldest (model 1's) goes.
+        budget.admit(2, &shapes(2), 40);
+        assert_eq!(a1.0.lock().unwrap().len(), 2);
+        assert!(b.0.lock().unwrap().is_empty(), "another tenant's plans are never pushed out by acme");
+        assert_eq!(budget.used(), 100 + 100 + 40);
+        assert_eq!(budget.evictions(), 2);
     }
 
     /// A model with a symbolic batch size keeps one plan whatever batch sizes it is called

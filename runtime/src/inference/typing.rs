@@ -361,7 +361,7 @@ mod tests {
         let bytes = exported::shape_of_unknown_rank();
         let declared: Vec<TensorSpec> = vec!["x:FP32:-1,3".parse().unwrap()];
         let model =
-            LoadedModel::load_within(&bytes, &declared, u64::MAX, crate::inference::PlanBudget::new(u64::MAX)).unwrap();
+            LoadedModel::load_within(&bytes, &declared, u64::MAX, crate::inference::PlanAccount::unbounded()).unwrap();
         assert_eq!(model.signature().inputs[0].shape, vec![-1, 3]);
         let refused = model.run(vec![f32_tensor("x", &[2, 4], &[0.0; 8])]);
         assert!(matches!(refused, Err(InferenceError::InvalidInput(_))), "{refused:?}");
@@ -369,11 +369,24 @@ mod tests {
         // Concrete declared shapes are checked by a run on zeros; a name the model lacks is
         // refused.
         let fixed: Vec<TensorSpec> = vec!["x:FP32:2,3".parse().unwrap()];
-        let model = LoadedModel::load_within(&bytes, &fixed, u64::MAX, crate::inference::PlanBudget::new(u64::MAX));
+        let model = LoadedModel::load_within(&bytes, &fixed, u64::MAX, crate::inference::PlanAccount::unbounded());
         model.unwrap().check_runs().unwrap();
         let wrong: Vec<TensorSpec> = vec!["y:FP32:2".parse().unwrap()];
-        let refused = LoadedModel::load_within(&bytes, &wrong, u64::MAX, crate::inference::PlanBudget::new(u64::MAX));
+        let refused = LoadedModel::load_within(&bytes, &wrong, u64::MAX, crate::inference::PlanAccount::unbounded());
         assert!(matches!(refused, Err(InferenceError::InvalidModel(m)) if m.contains("\"y\"")));
+    }
+
+    #[test]
+    fn warm_up_builds_the_plan_a_request_then_uses() {
+        let model = LoadedModel::load(&exported::fpn_concat(), u64::MAX).unwrap();
+        assert_eq!(model.plan_count(), 0);
+        let shapes = std::collections::BTreeMap::from([("x".to_string(), vec![1, 1, 6, 4])]);
+        model.warm(&shapes).unwrap();
+        assert_eq!(model.plan_count(), 1);
+        model.run(vec![f32_tensor("x", &[1, 1, 6, 4], &seeded(1, 24))]).unwrap();
+        assert_eq!(model.plan_count(), 1, "the request used the warm-up's plan");
+        let unknown = std::collections::BTreeMap::from([("y".to_string(), vec![1])]);
+        assert!(matches!(model.warm(&unknown), Err(InferenceError::InvalidInput(m)) if m.contains("no input \"y\"")));
     }
 
     #[test]

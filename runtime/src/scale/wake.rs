@@ -72,6 +72,14 @@ pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record
         model_labels.insert(alias.clone(), format!("{label} {digest}"));
         bound.insert(alias.clone(), BoundModel { label, digest, model });
     }
+    // Warm-up shapes: their plans now, so that the first request on one does not optimize.
+    // A shape set the model cannot plan is logged and skipped; requests on it will say why.
+    for (ix, warmup) in manifest.warmup.iter().enumerate() {
+        let Some(bound) = bound.get(&warmup.model) else { continue };
+        if let Err(e) = bound.model.warm(&warmup.inputs) {
+            tracing::warn!(tenant = %tenant, function = %record.name, warmup = ix, error = %e, "warm-up shape not planned");
+        }
+    }
     let batching = manifest.batching.as_ref().filter(|b| b.max_batch_size > 1).map(|b| BatchPolicy {
         max_batch_size: b.max_batch_size as usize,
         max_queue_delay: Duration::from_micros(b.max_queue_delay_us),

@@ -340,19 +340,16 @@ fn the_readme_names_only_variables_that_are_read() {
 
 /// `maas serve` takes its configuration from the environment: each server variable changes
 /// what the running server does.
-#[test]
-fn serve_reads_its_environment() {
-    let data = tempfile::tempdir().unwrap();
+/// `maas serve` in a process of its own over `data`, with the test keys and `env`; returns
+/// the child and its address.
+fn serve(data: &Path, env: &[(&str, &str)]) -> (std::process::Child, std::net::SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_maas"))
         .arg("serve")
         .env("MAAS_LISTEN", "127.0.0.1:0")
-        .env("MAAS_DATA", data.path())
+        .env("MAAS_DATA", data)
         .env("MAAS_ADMIN_KEY", ADMIN_KEY)
         .env("MAAS_MASTER_KEY", maas_tests::TEST_MASTER_KEY)
-        .env("MAAS_LOG", "warn")
-        .env("MAAS_WATTS_PER_CORE", "7.5")
-        .env("MAAS_GRID_GCO2E_PER_KWH", "120")
-        .env("MAAS_ANALYSIS_TIMEOUT_S", "1")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -360,12 +357,25 @@ fn serve_reads_its_environment() {
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let addr: std::net::SocketAddr = line
+    let addr = line
         .trim()
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("first line: {line:?}"))
         .parse()
         .unwrap();
+    (child, addr)
+}
+
+#[test]
+fn serve_reads_its_environment() {
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("MAAS_LOG", "warn"),
+        ("MAAS_WATTS_PER_CORE", "7.5"),
+        ("MAAS_GRID_GCO2E_PER_KWH", "120"),
+        ("MAAS_ANALYSIS_TIMEOUT_S", "1"),
+    ];
+    let (child, addr) = serve(data.path(), &env);
     // MAAS_LISTEN: loopback, the port the system chose.
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
     // MAAS_ADMIN_KEY: the test key is the admin's; none was generated.
@@ -395,4 +405,68 @@ fn serve_reads_its_environment() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("INFO"), "info logs with MAAS_LOG=warn: {stderr}");
     assert!(output.status.success(), "{stderr}");
+}
+
+/// A tenant sending many distinct shapes to a model served per request shape cannot fill the
+/// server's memory with plans: each plan of this model holds 16 MiB of packed weights, the
+/// tenant's `max_memory_mb` of 64 bounds one model's plans to 32 MiB, and 30 more shapes leave
+/// the server's resident memory where two plans put it (twelve, 192 MiB, before the bound).
+#[test]
+fn many_distinct_shapes_keep_plan_memory_bounded() {
+    const WIDTH: usize = 2048;
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(data.path(), &[("MAAS_LOG", "warn")]);
+    let admin = maas_tests::Client::admin_at(addr);
+    let quota = json!({ "max_memory_mb": 64 });
+    assert_eq!(admin.post_json("/v1/tenants", &json!({ "name": "acme", "quota": quota })).status, 201);
+    let r = admin.put_bytes("/v1/tenants/acme/models/wide", &models::exported::wide_per_shape(WIDTH, 1));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["per_request_shapes"], true);
+    let manifest =
+        json!({ "component": "builtin:tensor", "models": { "model": "wide" }, "limits": { "memory_mb": 64 } });
+    let r = admin.put_json("/v1/tenants/acme/functions/wide", &manifest);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let call = |rows: usize| {
+        let (body, header) =
+            maas_tests::oip_binary_body("x", &[rows, WIDTH], &models::seeded_input(rows as u64, &[rows, WIDTH]));
+        let header = header.to_string();
+        let headers = [("Inference-Header-Content-Length", header.as_str())];
+        let r = admin.send_with_headers("POST", "/fn/acme/wide", &headers, Some((&body, "application/octet-stream")));
+        assert_eq!(r.status, 200, "{rows} rows: {}", String::from_utf8_lossy(&r.body));
+    };
+    let rss_mib = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb / 1024.0
+    };
+    let metric = |name: &str| -> f64 {
+        let text = String::from_utf8(admin.get("/metrics").body).unwrap();
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // Warm: the function, its model and the first plans.
+    for rows in 1..=3 {
+        call(rows);
+    }
+    let before = rss_mib();
+    for rows in 4..=33 {
+        call(rows);
+    }
+    let grown = rss_mib() - before;
+    let (plan_mib, evictions) = (metric("maas_plan_bytes") / f64::from(1 << 20), metric("maas_plan_evictions_total"));
+    eprintln!(
+        "30 more shapes: server RSS {before:.1} MiB → +{grown:.1} MiB; plans {plan_mib:.1} MiB; {evictions} evicted"
+    );
+    assert!(evictions >= 30.0, "{evictions} plans evicted");
+    assert!(plan_mib <= 33.0, "plans hold {plan_mib:.1} MiB");
+    assert!(grown < 64.0, "30 more shapes grew the server by {grown:.1} MiB");
+    eprintln!(
+        "30 more shapes: server RSS {before:.1} MiB → +{grown:.1} MiB; plans {plan_mib:.1} MiB; {evictions} evicted"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -190,3 +190,32 @@ fn an_operator_tract_lacks_is_refused_by_name() {
     assert!(message.ends_with("operator ZipMap (ai.onnx.ml) is not supported, node #1 \"ZipMap\""), "{message}");
     assert_eq!(admin.get("/v1/tenants/acme/models/zipmap").status, 404);
 }
+
+#[test]
+fn warm_up_shapes_are_planned_during_the_cold_start() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    let fpn = models::exported::fpn_concat();
+    assert_eq!(admin.put_bytes("/v1/tenants/acme/models/fpn", &fpn).status, 201);
+    let warmup = json!([{ "model": "model", "inputs": { "x": [1, 1, 8, 4] } }]);
+    let manifest = json!({ "component": "builtin:tensor", "models": { "model": "fpn" }, "warmup": warmup });
+    assert_eq!(deploy(&admin, "acme", "fpn", manifest.clone()).status, 201);
+    let plans = |admin: &maas_tests::Client| -> f64 {
+        let text = String::from_utf8(admin.get("/metrics").body).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("maas_plan_bytes ")).unwrap().parse().unwrap()
+    };
+    // The cold start (woken by a request of another shape) plans the warm-up shape too.
+    answers_as_tract(&admin, "fpn", &fpn, &[f32_input("x", &[1, 1, 2, 4], 1)], models::run_tract);
+    let after_cold_start = plans(&admin);
+    answers_as_tract(&admin, "fpn", &fpn, &[f32_input("x", &[1, 1, 8, 4], 2)], models::run_tract);
+    assert_eq!(plans(&admin), after_cold_start, "the warm-up shape's plan was there already");
+    answers_as_tract(&admin, "fpn", &fpn, &[f32_input("x", &[1, 1, 4, 4], 3)], models::run_tract);
+    assert!(plans(&admin) > after_cold_start, "a shape not warmed up gets a plan of its own");
+
+    // A warm-up naming an alias the manifest lacks is refused at deploy.
+    let mut bad = manifest;
+    bad["warmup"][0]["model"] = json!("other");
+    let r = deploy(&admin, "acme", "bad", bad);
+    assert_eq!((r.status, r.code()), (400, "invalid_request".into()), "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("warmup[0].model"));
+}
