@@ -16,6 +16,8 @@ use crate::store::{Batch, T, key, prefix};
 const MAX_TENSORS: usize = 1024;
 const MAX_RANK: usize = 64;
 const MAX_TENSOR_NAME: usize = 1024;
+/// Most characters a note on how a model is served keeps.
+const MAX_NOTE_CHARS: usize = 1024;
 
 /// Checks that a stored signature stays within bounds.
 fn validate_spec(spec: &TensorSpec, side: &str) -> Result<()> {
@@ -53,6 +55,9 @@ pub struct ModelVersion {
     /// Whether each new input shape needs a plan of its own.
     #[serde(default)]
     pub per_request_shapes: bool,
+    /// How maas serves the model, where the signature alone does not say.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// When it was committed, RFC 3339 UTC.
     pub created_at: String,
     /// Where the file is (internal: not part of the API's view, [`ModelVersion::info`]).
@@ -71,6 +76,7 @@ impl ModelVersion {
             outputs: self.outputs.clone(),
             declared_inputs: self.declared_inputs.clone(),
             per_request_shapes: self.per_request_shapes,
+            notes: self.notes.clone(),
             created_at: self.created_at.clone(),
         }
     }
@@ -135,7 +141,8 @@ impl Registry {
         blob: BlobRef,
         analysis: ModelAnalysis,
     ) -> Result<ModelVersion> {
-        let ModelAnalysis { signature: Signature { inputs, outputs }, declared_inputs, per_request_shapes } = analysis;
+        let ModelAnalysis { signature: Signature { inputs, outputs }, declared_inputs, per_request_shapes, notes } =
+            analysis;
         self.commit_pending(tenant, &blob, || {
             validate_model_name(name)?;
             let t = self.require_tenant(tenant)?;
@@ -172,6 +179,7 @@ impl Registry {
                 outputs: outputs.clone(),
                 declared_inputs: declared_inputs.clone(),
                 per_request_shapes,
+                notes: notes.iter().take(MAX_TENSORS).map(|n| n.chars().take(MAX_NOTE_CHARS).collect()).collect(),
                 created_at: crate::time::now(),
                 blob: blob.clone(),
             };

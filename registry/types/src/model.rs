@@ -104,12 +104,16 @@ pub struct ModelAnalysis {
     /// known: each new input shape costs a plan of its own.
     #[serde(default)]
     pub per_request_shapes: bool,
+    /// What a reader of the signature should know about how maas serves the model, e.g. that
+    /// an output is the probability tensor a scikit-learn `ZipMap` wraps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl From<Signature> for ModelAnalysis {
     /// A model typed with its own facts, nothing declared.
     fn from(signature: Signature) -> Self {
-        ModelAnalysis { signature, declared_inputs: Vec::new(), per_request_shapes: false }
+        ModelAnalysis { signature, declared_inputs: Vec::new(), per_request_shapes: false, notes: Vec::new() }
     }
 }
 
@@ -144,6 +148,9 @@ pub struct ModelInfo {
     /// Whether each new input shape needs a plan of its own (see [`ModelAnalysis`]).
     #[serde(default)]
     pub per_request_shapes: bool,
+    /// How maas serves the model, where the signature alone does not say (see [`ModelAnalysis`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// When it was uploaded, RFC 3339 UTC.
     pub created_at: String,
 }

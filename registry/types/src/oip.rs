@@ -41,6 +41,9 @@ pub struct ModelMetadata {
     /// maas: whether each new input shape needs a plan of its own.
     #[serde(default)]
     pub per_request_shapes: bool,
+    /// maas: how the model is served, where the signature alone does not say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// `GET /v2/models/{m}[/versions/{v}]/ready`.

@@ -75,6 +75,7 @@ pub(super) async fn metadata(platform: Arc<Platform>, call: Call) -> Result<Resp
         outputs: found.outputs,
         declared_inputs: found.declared_inputs,
         per_request_shapes: found.per_request_shapes,
+        notes: found.notes,
     }))
 }
 

@@ -138,6 +138,8 @@ pub struct LoadedModel {
     signature: Signature,
     /// Whether tract typed the model only per request shape (see `typing`).
     per_request_shapes: bool,
+    /// How the model is served where the signature does not say (`typing::notes`).
+    notes: Vec<String>,
     /// The most one tensor may hold (the tenant's `max_memory_mb`), and the default memory
     /// limit of a run.
     max_bytes: u64,
@@ -209,6 +211,7 @@ impl LoadedModel {
         bounds::check_graph(&proto, max_bytes)?;
         typing::check_operators(&proto, &onnx)?;
         let mut inference = onnx.model_for_proto_model(&proto).map_err(invalid)?;
+        let notes = typing::notes(&proto);
         let file_outputs = proto.graph.map(|g| g.output).unwrap_or_default();
         typing::declare(&mut inference, declared)?;
         // A model tract cannot type without a request's shapes is still served, a plan per
@@ -229,7 +232,7 @@ impl LoadedModel {
         let general = typed.as_ref().map(|typed| typed.clone().into_optimized().and_then(|m| m.into_runnable()));
         let fixed = signature.inputs.iter().all(|i| i.shape.iter().all(|&d| d >= 0));
         let general = match general {
-            Some(Ok(plan)) => Some(Plan::taking_all(plan)),
+            Some(Ok(plan)) => Some(Plan::general(plan)),
             // A model with one input shape has one plan: one that cannot be built is refused.
             Some(Err(e)) if fixed => return Err(invalid(e)),
             Some(Err(e)) => {
@@ -245,6 +248,7 @@ impl LoadedModel {
         let weight_bytes = plans::weight_bytes(&inference);
         let model = Self {
             per_request_shapes: general.is_none(),
+            notes,
             signature,
             max_bytes,
             inference,
@@ -261,7 +265,7 @@ impl LoadedModel {
         if model.typed.is_some()
             && let Some(zeros) = model.zero_inputs()
         {
-            model.plan_within(&zeros, max_bytes).map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
+            model.plan_within(&zeros, max_bytes, None).map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
         }
         Ok(model)
     }
@@ -283,6 +287,7 @@ impl LoadedModel {
             signature: self.signature.clone(),
             declared_inputs: declared.to_vec(),
             per_request_shapes: self.per_request_shapes,
+            notes: self.notes.clone(),
         }
     }
 
@@ -317,7 +322,7 @@ impl LoadedModel {
             })
             .collect::<Result<Vec<_>, InferenceError>>()?;
         let ordered = self.order_and_check(zeros)?;
-        self.plan_within(&ordered, self.max_bytes).map(drop)
+        self.plan_within(&ordered, self.max_bytes, None).map(drop)
     }
 
     /// Number of optimized plans held: the general one, or those per input shapes.
@@ -336,8 +341,32 @@ impl LoadedModel {
     /// its deadline stops with [`InferenceError::DeadlineExceeded`].
     pub fn run_within(&self, inputs: Vec<RawTensor>, limits: RunLimits) -> Result<Vec<RawTensor>, InferenceError> {
         let ordered = self.order_and_check(inputs)?;
-        let plan = self.plan_within(&ordered, limits.memory_bytes)?;
-        self.run_plan(&plan, ordered, limits.deadline)
+        self.run_planned(ordered, limits.memory_bytes, limits.deadline)
+    }
+
+    /// Plans and runs checked inputs. A per-shape plan that builds but fails to run (tract
+    /// types some graphs one way and runs them only another) is dropped, and the plan is built
+    /// again by the strategies after the one that built it.
+    fn run_planned(
+        &self,
+        ordered: Vec<RawTensor>,
+        limit: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<RawTensor>, InferenceError> {
+        let plan = self.plan_within(&ordered, limit, None)?;
+        let Some((strategy, key)) = plan.built.clone() else { return self.run_plan(&plan, ordered, deadline) };
+        let spare = ordered.clone();
+        match self.run_plan(&plan, ordered, deadline) {
+            Err(InferenceError::Failed(why)) if strategy.after().next().is_some() => {
+                tracing::debug!(?strategy, error = %why, "a per-shape plan failed to run; building another");
+                if self.plans.remove(&key) {
+                    self.budget.forget(self.id, &key);
+                }
+                let plan = self.plan_within(&spare, limit, Some(strategy)).map_err(|_| InferenceError::Failed(why))?;
+                self.run_plan(&plan, spare, deadline)
+            }
+            done => done,
+        }
     }
 
     /// Like [`run`](LoadedModel::run), but the call may run in one batch with concurrent
@@ -364,7 +393,7 @@ impl LoadedModel {
             && ordered.iter().all(|t| t.shape.first() == Some(&rows))
             && self.signature.inputs.iter().chain(&self.signature.outputs).all(|s| s.shape.first() == Some(&-1));
         if !batchable {
-            return (self.plan_within(&ordered, limit).and_then(|plan| self.run_plan(&plan, ordered, deadline)), rows);
+            return (self.run_planned(ordered, limit, deadline), rows);
         }
         self.batches.run(ordered, rows, policy, &|mut inputs, merged| {
             // A call that ran alone (the usual case at low load) runs as `run` would. A merged
@@ -374,8 +403,7 @@ impl LoadedModel {
             let padded = if merged { rows.next_power_of_two().min(policy.max_batch_size) } else { rows };
             let (limit, deadline) = if merged { (self.max_bytes, None) } else { (limit, deadline) };
             inputs.iter_mut().for_each(|input| input.pad_rows(padded));
-            let plan = self.plan_within(&inputs, limit)?;
-            let outputs = self.run_plan(&plan, inputs, deadline)?;
+            let outputs = self.run_planned(inputs, limit, deadline)?;
             Ok(outputs
                 .into_iter()
                 .map(|o| if padded != rows && o.shape.first() == Some(&padded) { o.rows(0..rows) } else { o })
@@ -418,6 +446,16 @@ impl LoadedModel {
             .into_iter()
             .zip(&self.signature.outputs)
             .map(|(value, spec)| {
+                // A shape computed as symbolic dimensions is served as the INT64 it is.
+                let value = if value.datum_type() == DatumType::TDim {
+                    value
+                        .cast_to::<i64>()
+                        .map_err(|e| InferenceError::Failed(format!("{e:#}")))?
+                        .into_owned()
+                        .into_tvalue()
+                } else {
+                    value
+                };
                 let datatype = Datatype::from_tract(value.datum_type()).ok_or_else(|| {
                     InferenceError::Failed(format!(
                         "output {} has unsupported type {:?}",
@@ -505,9 +543,11 @@ impl LoadedModel {
     }
 
     /// The plan to run these checked inputs with: the general one, or one for their shapes
-    /// (and parameter values) from the cache or built now. Refused when a run needs more than
-    /// `limit` bytes at one step (or more than the model's own cap), before anything is built.
-    fn plan_within(&self, inputs: &[RawTensor], limit: u64) -> Result<Plan, InferenceError> {
+    /// (and the values of the inputs it freezes) from the cache or built now. Refused when a
+    /// run needs more than `limit` bytes at one step (or more than the model's own cap), before
+    /// anything is built. With `after`, a plan that strategy built failed to run: only the
+    /// strategies after it are tried, and the cache is not asked.
+    fn plan_within(&self, inputs: &[RawTensor], limit: u64, after: Option<Strategy>) -> Result<Plan, InferenceError> {
         let limit = limit.min(self.max_bytes);
         let shapes: Shapes = inputs.iter().map(|t| t.shape.clone()).collect();
         let checked = |(needed, node): &WorkingSet| {
@@ -548,53 +588,53 @@ impl LoadedModel {
                 return Ok(general.clone());
             }
         }
-        let parameters = typing::parameters(inputs);
-        let plain = PlanKey { shapes: shapes.clone(), values: Vec::new() };
-        let frozen = (!parameters.is_empty()).then(|| PlanKey {
-            shapes: shapes.clone(),
-            values: parameters.iter().filter_map(|&ix| typing::integer_values(&inputs[ix])).collect(),
-        });
-        for key in std::iter::once(&plain).chain(&frozen) {
-            if let Some(plan) = self.plans.get(key) {
-                self.budget.touch(self.id, key);
-                return Ok(plan);
+        if after.is_none() {
+            let mut keys: Vec<PlanKey> = Vec::new();
+            for strategy in Strategy::ALL {
+                let key = plan_key(inputs, &strategy.freezes(inputs));
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            for key in &keys {
+                if let Some(plan) = self.plans.get(key) {
+                    self.budget.touch(self.id, key);
+                    return Ok(plan);
+                }
             }
         }
         // Built outside any lock: optimizing can take a while and other shapes must not wait.
-        let (plan, working_set) = self.build_plan(inputs, &parameters, limit)?;
+        let (plan, working_set) = self.build_plan(inputs, &shapes, limit, after)?;
         checked(&working_set)?;
-        let key = match (plan.frozen.is_empty(), frozen) {
-            (false, Some(frozen)) => frozen,
-            _ => plain,
-        };
-        if let Some(pushed_out) = self.plans.put(key.clone(), plan.clone()) {
+        let Some((_, key)) = &plan.built else { return Ok(plan) };
+        if let Some(pushed_out) = self.plans.put(PlanKey::clone(key), plan.clone()) {
             self.budget.forget(self.id, &pushed_out);
         }
-        self.budget.admit(self.id, &key, plans::plan_bytes(&plan.runnable, self.weight_bytes));
+        self.budget.admit(self.id, key, plans::plan_bytes(&plan.runnable, self.weight_bytes));
         Ok(plan)
     }
 
     fn build_plan(
         &self,
         inputs: &[RawTensor],
-        parameters: &[usize],
+        shapes: &Shapes,
         limit: u64,
+        after: Option<Strategy>,
     ) -> Result<(Plan, WorkingSet), InferenceError> {
-        let shapes: Shapes = inputs.iter().map(|t| t.shape.clone()).collect();
         guarded(
-            || self.build_plan_unguarded(inputs, &shapes, parameters, limit),
+            || self.build_plan_unguarded(inputs, shapes, limit, after),
             |panic| InferenceError::InvalidInput(format!("the model cannot run with input shapes {shapes:?}: {panic}")),
         )
     }
 
-    /// A plan for exactly these inputs, by the first [`Strategy`] that works, starting with
-    /// the one that worked last.
+    /// A plan for exactly these inputs, by the first [`Strategy`] that works: starting with
+    /// the one that worked last, or only those after `after`.
     fn build_plan_unguarded(
         &self,
         inputs: &[RawTensor],
         shapes: &Shapes,
-        parameters: &[usize],
         limit: u64,
+        after: Option<Strategy>,
     ) -> Result<(Plan, WorkingSet), InferenceError> {
         let measured = |model: &TypedModel, values: &HashMap<Symbol, TDim>| -> TractResult<WorkingSet> {
             let working_set = bounds::working_set(model, values)?;
@@ -604,28 +644,39 @@ impl LoadedModel {
             }
             Ok(working_set)
         };
-        let build = |model: TypedModel, frozen: &[usize]| -> TractResult<(Plan, WorkingSet)> {
+        let build = |model: TypedModel, strategy: Strategy, frozen: &[usize]| -> TractResult<(Plan, WorkingSet)> {
             let working_set = measured(&model, &HashMap::default())?;
             let runnable = model.into_optimized()?.into_runnable()?;
-            Ok((Plan { runnable, frozen: Arc::from(frozen) }, working_set))
+            let key = Arc::new(plan_key(inputs, frozen));
+            Ok((Plan { runnable, frozen: Arc::from(frozen), built: Some((strategy, key)) }, working_set))
         };
         let mut failures = Vec::new();
-        let first = Strategy::from_u8(self.strategy.load(Ordering::Relaxed));
-        for strategy in Strategy::order(first) {
+        let order: Vec<Strategy> = match after {
+            Some(after) => after.after().collect(),
+            None => Strategy::order(Strategy::from_u8(self.strategy.load(Ordering::Relaxed))).collect(),
+        };
+        let mut tried: Vec<Vec<usize>> = Vec::new();
+        for strategy in order {
+            let frozen = strategy.freezes(inputs);
             let built = match strategy {
                 Strategy::Bound => {
                     let Some(typed) = &self.typed else { continue };
                     self.symbol_values(shapes).and_then(|values| {
                         measured(typed, &values)?;
-                        build(typed.set_symbols(&values)?, &[])
+                        build(typed.set_symbols(&values)?, strategy, &[])
                     })
                 }
-                Strategy::Pinned => typing::pin(&self.inference, inputs).and_then(|m| build(m.into_typed()?, &[])),
-                Strategy::Frozen if parameters.is_empty() => continue,
-                Strategy::Frozen => {
-                    typing::freeze(&self.inference, inputs, parameters).and_then(|m| build(m.into_typed()?, parameters))
+                Strategy::Pinned => {
+                    typing::pin(&self.inference, inputs).and_then(|m| build(m.into_typed()?, strategy, &[]))
                 }
+                // Nothing to freeze, or the same inputs as a strategy already tried.
+                Strategy::Frozen | Strategy::FrozenAll if frozen.is_empty() || tried.contains(&frozen) => continue,
+                Strategy::Frozen | Strategy::FrozenAll => typing::freeze(&self.inference, inputs, &frozen)
+                    .and_then(|m| build(m.into_typed()?, strategy, &frozen)),
             };
+            if matches!(strategy, Strategy::Frozen | Strategy::FrozenAll) {
+                tried.push(frozen);
+            }
             match built {
                 Ok(plan) => {
                     self.strategy.store(strategy as u8, Ordering::Relaxed);
@@ -669,6 +720,19 @@ impl LoadedModel {
     }
 }
 
+/// The type an output of `datum_type` is served as: a dimension (`Shape`, `Size`) is INT64.
+fn served_type(datum_type: DatumType) -> DatumType {
+    if datum_type == DatumType::TDim { DatumType::I64 } else { datum_type }
+}
+
+/// The cache key of a plan for `inputs` that freezes the inputs at `frozen`.
+fn plan_key(inputs: &[RawTensor], frozen: &[usize]) -> PlanKey {
+    PlanKey {
+        shapes: inputs.iter().map(|t| t.shape.clone()).collect(),
+        frozen: frozen.iter().map(|&ix| (ix, inputs[ix].data.clone())).collect(),
+    }
+}
+
 /// The [`InferenceError`] a tract error carries, when it carries one.
 fn into_inference_error(e: TractError) -> InferenceError {
     match e.downcast::<InferenceError>() {
@@ -689,7 +753,7 @@ fn signature_of(model: &TypedModel) -> Result<Signature, InferenceError> {
             "input" => node_name(),
             _ => model.outlet_label(outlet).map(str::to_string).unwrap_or_else(node_name),
         };
-        let datatype = Datatype::from_tract(fact.datum_type).ok_or_else(|| {
+        let datatype = Datatype::from_tract(served_type(fact.datum_type)).ok_or_else(|| {
             InferenceError::InvalidModel(format!(
                 "{what} {name:?} has type {:?}, which maas cannot serve",
                 fact.datum_type

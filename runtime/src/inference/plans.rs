@@ -14,28 +14,32 @@ use std::sync::{Arc, Mutex, Weak};
 use lru::LruCache;
 use tract_onnx::prelude::*;
 
+use super::typing::Strategy;
+
 /// Input shapes, one per model input.
 pub(super) type Shapes = Vec<Vec<usize>>;
 
-/// What a per-shape plan is for: the input shapes, and the values of the inputs it froze as
-/// constants (none for most plans).
+/// What a per-shape plan is for: the input shapes, and the inputs it froze as constants
+/// with their bytes (none for most plans).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct PlanKey {
     pub shapes: Shapes,
-    pub values: Vec<Vec<i64>>,
+    pub frozen: Vec<(usize, Vec<u8>)>,
 }
 
-/// An optimized, runnable plan, and the inputs it froze (which a run does not pass it).
+/// An optimized, runnable plan, the inputs it froze (which a run does not pass it), and for a
+/// per-shape plan how it was built and what it is kept under.
 #[derive(Clone, Debug)]
 pub(super) struct Plan {
     pub runnable: Arc<TypedRunnableModel>,
     pub frozen: Arc<[usize]>,
+    pub built: Option<(Strategy, Arc<PlanKey>)>,
 }
 
 impl Plan {
-    /// A plan that takes every input.
-    pub(super) fn taking_all(runnable: Arc<TypedRunnableModel>) -> Self {
-        Plan { runnable, frozen: Arc::from([]) }
+    /// The general plan: every input, every shape.
+    pub(super) fn general(runnable: Arc<TypedRunnableModel>) -> Self {
+        Plan { runnable, frozen: Arc::from([]), built: None }
     }
 }
 
@@ -271,6 +275,13 @@ impl ShapePlans {
     }
 }
 
+impl ShapePlans {
+    /// Drops the plan for `key`; returns whether it was there.
+    pub(super) fn remove(&self, key: &PlanKey) -> bool {
+        self.plans.lock().expect("plans lock").pop(key).is_some()
+    }
+}
+
 impl Evict for ShapePlans {
     fn evict(&self, shapes: &PlanKey) {
         self.plans.lock().expect("plans lock").pop(shapes);
@@ -325,7 +336,7 @@ mod tests {
     }
 
     fn shapes(n: usize) -> PlanKey {
-        PlanKey { shapes: vec![vec![n, 100]], values: vec![] }
+        PlanKey { shapes: vec![vec![n, 100]], frozen: vec![] }
     }
 
     fn account(budget: &Arc<PlanBudget>, tenant: &str, tenant_bytes: u64, model_bytes: u64) -> PlanAccount {

@@ -36,11 +36,14 @@ pub(super) enum Strategy {
     Pinned = 2,
     /// Pinned, and the small integer inputs replaced by the request's values.
     Frozen = 3,
+    /// Pinned, and every small input of rank 0 or 1 replaced by the request's values, floats
+    /// too (a Resize's scales, a Pad's value, quantization scales).
+    FrozenAll = 4,
 }
 
 impl Strategy {
     /// In the order they are tried.
-    pub(super) const ALL: [Strategy; 3] = [Strategy::Bound, Strategy::Pinned, Strategy::Frozen];
+    pub(super) const ALL: [Strategy; 4] = [Strategy::Bound, Strategy::Pinned, Strategy::Frozen, Strategy::FrozenAll];
 
     pub(super) fn from_u8(n: u8) -> Option<Strategy> {
         Strategy::ALL.into_iter().find(|s| *s as u8 == n)
@@ -49,6 +52,20 @@ impl Strategy {
     /// The order to try them in, `first` (the one that worked last) first.
     pub(super) fn order(first: Option<Strategy>) -> impl Iterator<Item = Strategy> {
         first.into_iter().chain(Strategy::ALL.into_iter().filter(move |s| Some(*s) != first))
+    }
+
+    /// The ones after `self`, in order: what to try when a plan `self` built fails to run.
+    pub(super) fn after(self) -> impl Iterator<Item = Strategy> {
+        Strategy::ALL.into_iter().filter(move |s| (*s as u8) > (self as u8))
+    }
+
+    /// The inputs this strategy freezes, of `inputs`.
+    pub(super) fn freezes(self, inputs: &[RawTensor]) -> Vec<usize> {
+        match self {
+            Strategy::Bound | Strategy::Pinned => Vec::new(),
+            Strategy::Frozen => parameters(inputs, false),
+            Strategy::FrozenAll => parameters(inputs, true),
+        }
     }
 }
 
@@ -66,6 +83,25 @@ pub(super) fn check_operators(proto: &ModelProto, onnx: &tract_onnx::Onnx) -> Re
         }
     }
     Ok(())
+}
+
+/// What a reader of the signature should know about how the model is served: an output a
+/// scikit-learn `ZipMap` makes is the probability tensor the ZipMap wraps.
+pub(super) fn notes(proto: &ModelProto) -> Vec<String> {
+    let Some(graph) = &proto.graph else { return Vec::new() };
+    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    graph
+        .node
+        .iter()
+        .filter(|node| node.op_type == "ZipMap")
+        .flat_map(|node| node.output.iter().filter(|o| outputs.contains(&o.as_str())))
+        .map(|output| {
+            format!(
+                "output {output:?} is served as the FP32 [N, classes] probability tensor its ZipMap wraps (onnxruntime \
+                 gives a sequence of maps), columns in the order of the classifier's classes"
+            )
+        })
+        .collect()
 }
 
 /// The name of input `ix` of `model`: its source node's.
@@ -138,7 +174,7 @@ pub(super) fn signature_of_inference(
             let onnx = tract_onnx::pb::tensor_proto::DataType::try_from(file_tensor?.elem_type).ok()?;
             DatumType::try_from(onnx).ok()
         });
-        let datatype = datum_type.and_then(Datatype::from_tract).ok_or_else(|| {
+        let datatype = datum_type.map(super::served_type).and_then(Datatype::from_tract).ok_or_else(|| {
             InferenceError::InvalidModel(format!("{what} {name:?} has type {datum_type:?}, which maas cannot serve"))
         })?;
         let shape = if !fact.shape.is_open() {
@@ -175,14 +211,16 @@ pub(super) fn signature_of_inference(
     Ok(Signature { inputs, outputs })
 }
 
-/// Inputs that may be frozen as parameters: integers of rank 0 or 1 with at most
-/// [`PARAMETER_ELEMENTS`] elements.
-pub(super) fn parameters(inputs: &[RawTensor]) -> Vec<usize> {
+/// Inputs that may be frozen as parameters: of rank 0 or 1 with at most
+/// [`PARAMETER_ELEMENTS`] elements, integers only unless `any_type`.
+pub(super) fn parameters(inputs: &[RawTensor], any_type: bool) -> Vec<usize> {
     inputs
         .iter()
         .enumerate()
         .filter(|(_, t)| {
-            t.shape.len() <= 1 && t.shape.iter().product::<usize>() <= PARAMETER_ELEMENTS && integer_values(t).is_some()
+            t.shape.len() <= 1
+                && t.shape.iter().product::<usize>() <= PARAMETER_ELEMENTS
+                && (any_type || integer_values(t).is_some())
         })
         .map(|(ix, _)| ix)
         .collect()
