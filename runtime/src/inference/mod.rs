@@ -31,6 +31,7 @@ mod bounds;
 mod cache;
 mod datatype;
 mod json;
+mod ml;
 mod plans;
 mod rows;
 #[cfg(test)]
@@ -206,7 +207,8 @@ impl LoadedModel {
         account: PlanAccount,
     ) -> Result<Self, InferenceError> {
         let invalid = |e: TractError| InferenceError::InvalidModel(format!("{e:#}"));
-        let onnx = tract_onnx::onnx();
+        let mut onnx = tract_onnx::onnx();
+        ml::register(&mut onnx);
         let proto = onnx.proto_model_for_read(&mut &*bytes).map_err(invalid)?;
         bounds::check_graph(&proto, max_bytes)?;
         typing::check_operators(&proto, &onnx)?;
