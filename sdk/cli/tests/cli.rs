@@ -147,6 +147,19 @@ fn happy_path_from_tenant_to_invocation() {
     );
     assert!(run(&server, owner, &["models", "list", "acme"]).ok().contains("mlp   2       2"));
 
+    // A model whose input has no shape in the file, its rank and a size declared: tract then
+    // types it once, its free dimension a symbol, rather than per request shape.
+    let rankless = write(dir.path(), "rankless.onnx", &models::exported::shape_of_unknown_rank());
+    let upload = ["--output", "json", "models", "upload", "acme", "pinned", &rankless, "--input", "x:FP32:-1,3"];
+    let declared = run(&server, owner, &upload).json();
+    assert_eq!(declared["declared_inputs"], json!([{ "name": "x", "datatype": "FP32", "shape": [-1, 3] }]));
+    assert_eq!(declared["per_request_shapes"], false);
+    let shown = run(&server, owner, &["models", "show", "acme", "pinned"]);
+    assert!(shown.ok().contains("one for all shapes") && shown.stdout.contains("declared"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("[?, 3]"), "{}", shown.stdout);
+    run(&server, owner, &["models", "upload", "acme", "bad", &rankless, "--input", "x:FLOAT:1"])
+        .fails(2, &["unknown datatype"]);
+
     // builtin:tensor, deployed from flags.
     let deployed = run(
         &server,
