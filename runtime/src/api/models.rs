@@ -23,11 +23,20 @@ pub(super) async fn upload(platform: Arc<Platform>, call: Call) -> Result<Respon
     Ok(json(StatusCode::CREATED, &version.info()))
 }
 
+/// Most input specs one upload may declare, and the most dimensions and name bytes of one.
+const MAX_DECLARED: usize = 256;
+const MAX_DECLARED_RANK: usize = 64;
+const MAX_DECLARED_NAME: usize = 1024;
+
 /// The `input` parameters of an upload's query, each a declared input spec, at most one per
 /// input name.
 fn declared_inputs(query: &str) -> Result<Vec<TensorSpec>> {
     let mut inputs: Vec<TensorSpec> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for pair in query.split('&').filter(|s| !s.is_empty()) {
+        if inputs.len() == MAX_DECLARED {
+            return Err(Error::invalid(format!("an upload declares at most {MAX_DECLARED} inputs")));
+        }
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name != "input" {
             return Err(Error::invalid(format!("unknown query parameter {name:?}; an upload takes input=SPEC")));
@@ -35,7 +44,13 @@ fn declared_inputs(query: &str) -> Result<Vec<TensorSpec>> {
         let value = percent_decode(value)
             .ok_or_else(|| Error::invalid("an input spec is not correctly percent-encoded UTF-8"))?;
         let spec: TensorSpec = value.parse().map_err(Error::invalid)?;
-        if inputs.iter().any(|i| i.name == spec.name) {
+        if spec.shape.len() > MAX_DECLARED_RANK || spec.name.len() > MAX_DECLARED_NAME {
+            return Err(Error::invalid(format!(
+                "a declared input has at most {MAX_DECLARED_RANK} dimensions and a name of at most \
+                 {MAX_DECLARED_NAME} bytes"
+            )));
+        }
+        if !names.insert(spec.name.clone()) {
             return Err(Error::invalid(format!("input {:?} is declared twice", spec.name)));
         }
         inputs.push(spec);

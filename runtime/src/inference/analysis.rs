@@ -59,7 +59,8 @@ pub fn analyze(
     let failed = |why: String| InferenceError::Failed(format!("the model analysis could not run: {why}"));
     let mut child = Command::new(&analyzer.program)
         .args(["analyze-model", "--max-tensor-bytes", &max_tensor_bytes.to_string()])
-        .args(declared.iter().flat_map(|spec| ["--input".to_string(), spec.to_string()]))
+        // `--input=SPEC`: a name starting with `-` must not read as a flag.
+        .args(declared.iter().map(|spec| format!("--input={spec}")))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -250,6 +250,43 @@ pub(super) fn check_facts(model: &TypedModel, max_bytes: u64) -> Result<(), Infe
     Ok(())
 }
 
+/// Checks the sizes a request gives a model typed per request shape, before tract types it:
+/// typing folds every node whose inputs are known, so a `Range` or `ConstantOfShape` fed by
+/// `Shape(x)` would allocate what `x`'s dimensions say, even for a zero-byte `x`. No input's
+/// dimensions (zeros taken as 1) may multiply past `max_bytes`.
+pub(super) fn check_request(inputs: &[super::RawTensor], max_bytes: u64) -> Result<(), InferenceError> {
+    for input in inputs {
+        let size = input.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d.max(1) as u64));
+        if size > max_bytes {
+            return Err(InferenceError::InvalidInput(format!(
+                "input {:?} has shape {:?}, whose dimensions multiply past the {} a model of this tenant may hold \
+                 in one tensor (max_memory_mb)",
+                input.name,
+                input.shape,
+                mib(max_bytes)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the values of the inputs a plan freezes as constants (a shape, a count, a limit),
+/// before tract folds them: no value, and not their product (zeros taken as 1), past
+/// `max_bytes` elements.
+pub(super) fn check_frozen(values: &[(&str, Vec<i64>)], max_bytes: u64) -> Result<(), InferenceError> {
+    for (name, values) in values {
+        let product = values.iter().fold(1u64, |n, &v| n.saturating_mul(v.unsigned_abs().max(1)));
+        if product > max_bytes {
+            return Err(InferenceError::InvalidInput(format!(
+                "input {name:?} = {values:?}, frozen as a constant of the plan, asks for more than the {} a model \
+                 of this tenant may hold in one tensor (max_memory_mb)",
+                mib(max_bytes)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What one run of `model` needs at least, its symbols taken as `values` gives them: the
 /// largest step, a node's non-constant inputs and its outputs, in bytes, with that node's name.
 pub(super) fn working_set(model: &TypedModel, values: &HashMap<Symbol, TDim>) -> TractResult<(u64, String)> {

@@ -50,7 +50,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use lru::LruCache;
@@ -59,6 +59,9 @@ use tract_onnx::tract_hir::infer::InferenceModelExt;
 
 /// Working sets a model remembers, by input shapes (a few bytes each).
 const WORKING_SETS: usize = 256;
+
+/// Inputs a model remembers it could not plan.
+const UNPLANNABLE: usize = 64;
 
 /// Bytes of zeros an input may have for the check at load ([`LoadedModel::check_runs`]).
 const ZERO_INPUT_BYTES: usize = 16 << 20;
@@ -164,6 +167,8 @@ pub struct LoadedModel {
     batches: batch::Batches,
     /// The [`Strategy`] that built the last per-shape plan (0: none yet), tried first next.
     strategy: AtomicU8,
+    /// Inputs no strategy could plan, and why: refused again without typing the model again.
+    unplannable: Mutex<LruCache<PlanKey, String>>,
 }
 
 impl Drop for LoadedModel {
@@ -263,11 +268,12 @@ impl LoadedModel {
             working_sets: RwLock::new(LruCache::new(cap)),
             batches: batch::Batches::default(),
             strategy: AtomicU8::new(0),
+            unplannable: Mutex::new(LruCache::new(NonZeroUsize::new(UNPLANNABLE).expect("non-zero"))),
         };
         if model.typed.is_some()
             && let Some(zeros) = model.zero_inputs()
         {
-            model.plan_within(&zeros, max_bytes, None).map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
+            model.plan_within(&zeros, max_bytes).map_err(|e| InferenceError::InvalidModel(e.to_string()))?;
         }
         Ok(model)
     }
@@ -324,7 +330,7 @@ impl LoadedModel {
             })
             .collect::<Result<Vec<_>, InferenceError>>()?;
         let ordered = self.order_and_check(zeros)?;
-        self.plan_within(&ordered, self.max_bytes, None).map(drop)
+        self.plan_within(&ordered, self.max_bytes).map(drop)
     }
 
     /// Number of optimized plans held: the general one, or those per input shapes.
@@ -346,29 +352,15 @@ impl LoadedModel {
         self.run_planned(ordered, limits.memory_bytes, limits.deadline)
     }
 
-    /// Plans and runs checked inputs. A per-shape plan that builds but fails to run (tract
-    /// types some graphs one way and runs them only another) is dropped, and the plan is built
-    /// again by the strategies after the one that built it.
+    /// Plans and runs checked inputs.
     fn run_planned(
         &self,
         ordered: Vec<RawTensor>,
         limit: u64,
         deadline: Option<Instant>,
     ) -> Result<Vec<RawTensor>, InferenceError> {
-        let plan = self.plan_within(&ordered, limit, None)?;
-        let Some((strategy, key)) = plan.built.clone() else { return self.run_plan(&plan, ordered, deadline) };
-        let spare = ordered.clone();
-        match self.run_plan(&plan, ordered, deadline) {
-            Err(InferenceError::Failed(why)) if strategy.after().next().is_some() => {
-                tracing::debug!(?strategy, error = %why, "a per-shape plan failed to run; building another");
-                if self.plans.remove(&key) {
-                    self.budget.forget(self.id, &key);
-                }
-                let plan = self.plan_within(&spare, limit, Some(strategy)).map_err(|_| InferenceError::Failed(why))?;
-                self.run_plan(&plan, spare, deadline)
-            }
-            done => done,
-        }
+        let plan = self.plan_within(&ordered, limit)?;
+        self.run_plan(&plan, ordered, deadline)
     }
 
     /// Like [`run`](LoadedModel::run), but the call may run in one batch with concurrent
@@ -477,19 +469,16 @@ impl LoadedModel {
 
     /// Inputs of zeros, when no input has a varying dimension.
     fn zero_inputs(&self) -> Option<Vec<RawTensor>> {
+        // Not a check worth a large allocation: larger inputs are checked per request.
+        let mut left = ZERO_INPUT_BYTES.min(usize::try_from(self.max_bytes).unwrap_or(usize::MAX));
         self.signature
             .inputs
             .iter()
             .map(|i| {
                 let shape = i.shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<_>>>()?;
                 let bytes = shape.iter().try_fold(i.datatype.size(), |n, &d| n.checked_mul(d))?;
-                // Not a check worth a large allocation: larger inputs are checked per request.
-                (bytes <= ZERO_INPUT_BYTES).then(|| RawTensor {
-                    name: i.name.clone(),
-                    datatype: i.datatype,
-                    shape,
-                    data: vec![0; bytes],
-                })
+                left = left.checked_sub(bytes)?;
+                Some(RawTensor { name: i.name.clone(), datatype: i.datatype, shape, data: vec![0; bytes] })
             })
             .collect()
     }
@@ -547,9 +536,8 @@ impl LoadedModel {
     /// The plan to run these checked inputs with: the general one, or one for their shapes
     /// (and the values of the inputs it freezes) from the cache or built now. Refused when a
     /// run needs more than `limit` bytes at one step (or more than the model's own cap), before
-    /// anything is built. With `after`, a plan that strategy built failed to run: only the
-    /// strategies after it are tried, and the cache is not asked.
-    fn plan_within(&self, inputs: &[RawTensor], limit: u64, after: Option<Strategy>) -> Result<Plan, InferenceError> {
+    /// anything is built.
+    fn plan_within(&self, inputs: &[RawTensor], limit: u64) -> Result<Plan, InferenceError> {
         let limit = limit.min(self.max_bytes);
         let shapes: Shapes = inputs.iter().map(|t| t.shape.clone()).collect();
         let checked = |(needed, node): &WorkingSet| {
@@ -590,24 +578,36 @@ impl LoadedModel {
                 return Ok(general.clone());
             }
         }
-        if after.is_none() {
-            let mut keys: Vec<PlanKey> = Vec::new();
-            for strategy in Strategy::ALL {
-                let key = plan_key(inputs, &strategy.freezes(inputs));
-                if !keys.contains(&key) {
-                    keys.push(key);
-                }
-            }
-            for key in &keys {
-                if let Some(plan) = self.plans.get(key) {
-                    self.budget.touch(self.id, key);
-                    return Ok(plan);
-                }
+        let mut keys: Vec<PlanKey> = Vec::new();
+        for strategy in Strategy::ALL {
+            let key = plan_key(inputs, &strategy.freezes(inputs));
+            if !keys.contains(&key) {
+                keys.push(key);
             }
         }
+        for key in &keys {
+            if let Some(plan) = self.plans.get(key) {
+                // Built under another caller's limit, perhaps: this caller's holds too.
+                if let Some(working_set) = &plan.working_set {
+                    checked(working_set)?;
+                }
+                self.budget.touch(self.id, key);
+                return Ok(plan);
+            }
+        }
+        // Inputs no strategy could plan: refused again without typing the model again.
+        let everything = keys.last().expect("one key at least");
+        if let Some(why) = self.unplannable.lock().expect("unplannable lock").get(everything) {
+            return Err(InferenceError::InvalidInput(why.clone()));
+        }
+        // Typing folds constants: sizes the request gives (its shapes, and the values it
+        // freezes) are bounded before tract sees them.
+        bounds::check_request(inputs, self.max_bytes)?;
         // Built outside any lock: optimizing can take a while and other shapes must not wait.
-        let (plan, working_set) = self.build_plan(inputs, &shapes, limit, after)?;
-        checked(&working_set)?;
+        let plan = self.build_plan(inputs, &shapes, limit, everything)?;
+        if let Some(working_set) = &plan.working_set {
+            checked(working_set)?;
+        }
         let Some((_, key)) = &plan.built else { return Ok(plan) };
         if let Some(pushed_out) = self.plans.put(PlanKey::clone(key), plan.clone()) {
             self.budget.forget(self.id, &pushed_out);
@@ -621,23 +621,24 @@ impl LoadedModel {
         inputs: &[RawTensor],
         shapes: &Shapes,
         limit: u64,
-        after: Option<Strategy>,
-    ) -> Result<(Plan, WorkingSet), InferenceError> {
+        everything: &PlanKey,
+    ) -> Result<Plan, InferenceError> {
         guarded(
-            || self.build_plan_unguarded(inputs, shapes, limit, after),
+            || self.build_plan_unguarded(inputs, shapes, limit, everything),
             |panic| InferenceError::InvalidInput(format!("the model cannot run with input shapes {shapes:?}: {panic}")),
         )
     }
 
-    /// A plan for exactly these inputs, by the first [`Strategy`] that works: starting with
-    /// the one that worked last, or only those after `after`.
+    /// A plan for exactly these inputs, by the first [`Strategy`] that works, starting with
+    /// the one that worked last. When none does, the inputs (`everything` they could freeze)
+    /// are remembered as unplannable.
     fn build_plan_unguarded(
         &self,
         inputs: &[RawTensor],
         shapes: &Shapes,
         limit: u64,
-        after: Option<Strategy>,
-    ) -> Result<(Plan, WorkingSet), InferenceError> {
+        everything: &PlanKey,
+    ) -> Result<Plan, InferenceError> {
         let measured = |model: &TypedModel, values: &HashMap<Symbol, TDim>| -> TractResult<WorkingSet> {
             let working_set = bounds::working_set(model, values)?;
             if working_set.0 > limit {
@@ -646,19 +647,20 @@ impl LoadedModel {
             }
             Ok(working_set)
         };
-        let build = |model: TypedModel, strategy: Strategy, frozen: &[usize]| -> TractResult<(Plan, WorkingSet)> {
+        let build = |model: TypedModel, strategy: Strategy, frozen: &[usize]| -> TractResult<Plan> {
             let working_set = measured(&model, &HashMap::default())?;
             let runnable = model.into_optimized()?.into_runnable()?;
             let key = Arc::new(plan_key(inputs, frozen));
-            Ok((Plan { runnable, frozen: Arc::from(frozen), built: Some((strategy, key)) }, working_set))
+            Ok(Plan {
+                runnable,
+                frozen: Arc::from(frozen),
+                built: Some((strategy, key)),
+                working_set: Some(Arc::new(working_set)),
+            })
         };
         let mut failures = Vec::new();
-        let order: Vec<Strategy> = match after {
-            Some(after) => after.after().collect(),
-            None => Strategy::order(Strategy::from_u8(self.strategy.load(Ordering::Relaxed))).collect(),
-        };
         let mut tried: Vec<Vec<usize>> = Vec::new();
-        for strategy in order {
+        for strategy in Strategy::order(Strategy::from_u8(self.strategy.load(Ordering::Relaxed))) {
             let frozen = strategy.freezes(inputs);
             let built = match strategy {
                 Strategy::Bound => {
@@ -673,8 +675,16 @@ impl LoadedModel {
                 }
                 // Nothing to freeze, or the same inputs as a strategy already tried.
                 Strategy::Frozen | Strategy::FrozenAll if frozen.is_empty() || tried.contains(&frozen) => continue,
-                Strategy::Frozen | Strategy::FrozenAll => typing::freeze(&self.inference, inputs, &frozen)
-                    .and_then(|m| build(m.into_typed()?, strategy, &frozen)),
+                Strategy::Frozen | Strategy::FrozenAll => {
+                    let values: Vec<(&str, Vec<i64>)> = frozen
+                        .iter()
+                        .filter_map(|&ix| Some((inputs[ix].name.as_str(), typing::integer_values(&inputs[ix])?)))
+                        .collect();
+                    bounds::check_frozen(&values, self.max_bytes)
+                        .map_err(anyhow::Error::new)
+                        .and_then(|()| typing::freeze(&self.inference, inputs, &frozen))
+                        .and_then(|m| build(m.into_typed()?, strategy, &frozen))
+                }
             };
             if matches!(strategy, Strategy::Frozen | Strategy::FrozenAll) {
                 tried.push(frozen);
@@ -689,10 +699,9 @@ impl LoadedModel {
                 Err(e) => failures.push(format!("{strategy:?}: {e:#}")),
             }
         }
-        Err(InferenceError::InvalidInput(format!(
-            "the model cannot run with input shapes {shapes:?}: {}",
-            failures.join("; ")
-        )))
+        let why = format!("the model cannot run with input shapes {shapes:?}: {}", failures.join("; "));
+        self.unplannable.lock().expect("unplannable lock").put(everything.clone(), why.clone());
+        Err(InferenceError::InvalidInput(why))
     }
 
     /// The values `shapes` give the symbols of the model typed at load.

@@ -28,18 +28,19 @@ pub(super) struct PlanKey {
 }
 
 /// An optimized, runnable plan, the inputs it froze (which a run does not pass it), and for a
-/// per-shape plan how it was built and what it is kept under.
+/// per-shape plan how it was built, what it is kept under and its largest step.
 #[derive(Clone, Debug)]
 pub(super) struct Plan {
     pub runnable: Arc<TypedRunnableModel>,
     pub frozen: Arc<[usize]>,
     pub built: Option<(Strategy, Arc<PlanKey>)>,
+    pub working_set: Option<Arc<(u64, String)>>,
 }
 
 impl Plan {
     /// The general plan: every input, every shape.
     pub(super) fn general(runnable: Arc<TypedRunnableModel>) -> Self {
-        Plan { runnable, frozen: Arc::from([]), built: None }
+        Plan { runnable, frozen: Arc::from([]), built: None, working_set: None }
     }
 }
 
@@ -200,15 +201,22 @@ impl PlanBudget {
             loop {
                 let model_over = state.models.get(&id).is_some_and(|m| m.bytes.used > m.bytes.limit);
                 let tenant_over = state.tenants.get(&tenant).is_some_and(|t| t.used > t.limit);
-                let victim = if model_over {
-                    state.oldest(&keep, |m| m == id)
-                } else if tenant_over {
-                    state.oldest(&keep, |m| state.models.get(&m).is_some_and(|a| a.tenant == tenant))
-                } else if state.used > self.limit {
-                    state.oldest(&keep, |_| true)
-                } else {
-                    None
+                let of_tenant = |m: u64, tenant: &str| state.models.get(&m).is_some_and(|a| &*a.tenant == tenant);
+                let over = |m: u64| {
+                    let tenant = state.models.get(&m).map(|a| a.tenant.clone());
+                    tenant.and_then(|t| state.tenants.get(&t)).is_some_and(|t| t.used > t.limit)
                 };
+                // The model's own oldest plan; else (it has no other) its tenant's; else, past
+                // the process's limit, a tenant over its own bound pays first.
+                let victim = model_over
+                    .then(|| state.oldest(&keep, |m| m == id))
+                    .flatten()
+                    .or_else(|| tenant_over.then(|| state.oldest(&keep, |m| of_tenant(m, &tenant))).flatten())
+                    .or_else(|| {
+                        (state.used > self.limit)
+                            .then(|| state.oldest(&keep, over).or_else(|| state.oldest(&keep, |_| true)))
+                            .flatten()
+                    });
                 let Some((model, key)) = victim else { break };
                 state.evictions += 1;
                 if let Some(owner) = state.remove(model, &key) {
@@ -272,13 +280,6 @@ impl ShapePlans {
 
     pub(super) fn len(&self) -> usize {
         self.plans.lock().expect("plans lock").len()
-    }
-}
-
-impl ShapePlans {
-    /// Drops the plan for `key`; returns whether it was there.
-    pub(super) fn remove(&self, key: &PlanKey) -> bool {
-        self.plans.lock().expect("plans lock").pop(key).is_some()
     }
 }
 
@@ -393,6 +394,37 @@ mod tests {
         assert!(b.0.lock().unwrap().is_empty(), "another tenant's plans are never pushed out by acme");
         assert_eq!(budget.used(), 100 + 100 + 40);
         assert_eq!(budget.evictions(), 2);
+    }
+
+    #[test]
+    fn a_model_past_its_bound_alone_still_counts_for_its_tenant() {
+        let budget = PlanBudget::new(u64::MAX);
+        let (a1, a2) = (Arc::new(Owner::default()), Arc::new(Owner::default()));
+        // Each plan of either model is larger than its model's bound: a model keeps one plan,
+        // and the tenant's bound still holds across the two models.
+        budget.register(1, &account(&budget, "acme", 150, 50), owner(&a1));
+        budget.register(2, &account(&budget, "acme", 150, 50), owner(&a2));
+        budget.admit(1, &shapes(1), 100);
+        budget.admit(2, &shapes(1), 100);
+        assert_eq!(*a1.0.lock().unwrap(), vec![shapes(1)], "acme past 150: model 1's plan goes");
+        assert_eq!(budget.used(), 100);
+    }
+
+    #[test]
+    fn past_the_process_limit_a_tenant_over_its_own_bound_pays_first() {
+        let budget = PlanBudget::new(250);
+        let (a, b) = (Arc::new(Owner::default()), Arc::new(Owner::default()));
+        budget.register(1, &account(&budget, "bravo", u64::MAX, u64::MAX), owner(&b));
+        budget.register(2, &account(&budget, "acme", 100, u64::MAX), owner(&a));
+        budget.admit(1, &shapes(1), 100);
+        // acme's plan alone is past acme's bound of 100, and stays: it is the newest.
+        budget.admit(2, &shapes(1), 120);
+        budget.admit(2, &shapes(2), 120);
+        assert_eq!(*a.0.lock().unwrap(), vec![shapes(1)]);
+        // bravo's older plan is not what the process's limit takes.
+        budget.admit(1, &shapes(2), 100);
+        assert!(b.0.lock().unwrap().is_empty(), "{:?}", b.0.lock().unwrap());
+        assert_eq!(*a.0.lock().unwrap(), vec![shapes(1), shapes(2)]);
     }
 
     /// A model with a symbolic batch size keeps one plan whatever batch sizes it is called

@@ -54,11 +54,6 @@ impl Strategy {
         first.into_iter().chain(Strategy::ALL.into_iter().filter(move |s| Some(*s) != first))
     }
 
-    /// The ones after `self`, in order: what to try when a plan `self` built fails to run.
-    pub(super) fn after(self) -> impl Iterator<Item = Strategy> {
-        Strategy::ALL.into_iter().filter(move |s| (*s as u8) > (self as u8))
-    }
-
     /// The inputs this strategy freezes, of `inputs`.
     pub(super) fn freezes(self, inputs: &[RawTensor]) -> Vec<usize> {
         match self {
@@ -147,7 +142,7 @@ pub(super) fn declare(model: &mut InferenceModel, declared: &[TensorSpec]) -> Re
         }
         let dims = fact.shape.dims().enumerate().map(|(axis, d)| match d.concretize() {
             Some(d) => GenericFactoid::Only(d),
-            None => GenericFactoid::Only(TDim::Sym(model.symbols.sym(&format!("{name}_{axis}")))),
+            None => GenericFactoid::Only(TDim::Sym(model.symbols.sym(&format!("maas_{name}_{axis}")))),
         });
         let shape = ShapeFactoid::closed(dims.collect());
         model.set_input_fact(ix, fact.with_shape(shape)).map_err(invalid)?;
@@ -413,6 +408,36 @@ mod tests {
         let wrong: Vec<TensorSpec> = vec!["y:FP32:2".parse().unwrap()];
         let refused = LoadedModel::load_within(&bytes, &wrong, u64::MAX, crate::inference::PlanAccount::unbounded());
         assert!(matches!(refused, Err(InferenceError::InvalidModel(m)) if m.contains("\"y\"")));
+    }
+
+    #[test]
+    fn sizes_a_request_gives_typing_are_bounded() {
+        const CAP: u64 = 64 << 20;
+        // A zero-byte input whose dimensions would size what typing folds from its shape.
+        let model = LoadedModel::load(&exported::shape_of_unknown_rank(), CAP).unwrap();
+        let empty = f32_tensor("x", &[0, 1 << 31], &[]);
+        let refused = model.run(vec![empty]);
+        assert!(matches!(&refused, Err(InferenceError::InvalidInput(m)) if m.contains("multiply past")), "{refused:?}");
+        // A frozen shape of 2^33 elements.
+        let model = LoadedModel::load(&exported::parameter_inputs(), CAP).unwrap();
+        let inputs = vec![
+            f32_tensor("x", &[2, 6], &seeded(1, 12)),
+            i64_tensor("shape", &[1 << 31, 4]),
+            i64_tensor("pads", &[0, 0, 0, 0]),
+        ];
+        let refused = model.run(inputs);
+        assert!(matches!(&refused, Err(InferenceError::InvalidInput(m)) if m.contains("frozen")), "{refused:?}");
+        assert_eq!(model.plan_count(), 0);
+    }
+
+    #[test]
+    fn inputs_no_strategy_plans_are_remembered() {
+        let model = LoadedModel::load(&exported::fpn_concat(), u64::MAX).unwrap();
+        let odd = || model.run(vec![f32_tensor("x", &[1, 1, 3, 4], &seeded(3, 12))]);
+        let first = odd();
+        assert!(matches!(&first, Err(InferenceError::InvalidInput(_))), "{first:?}");
+        assert_eq!(model.unplannable.lock().unwrap().len(), 1);
+        assert_eq!(format!("{:?}", odd()), format!("{first:?}"), "refused again, with the same reason");
     }
 
     #[test]

@@ -406,9 +406,17 @@ fn serve_reads_its_environment() {
     assert_eq!((slow.status, slow.code().as_str()), (400, "invalid_model"), "{body}");
     assert!(body.contains("longer than its budget of 1s"), "{body}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    // Declared input specs travel to the analysing process, names that look like flags too.
+    let rankless = models::exported::shape_of_unknown_rank();
+    let declared = admin.put_bytes("/v1/tenants/acme/models/pinned?input=x:FP32:-1,3", &rankless);
+    assert_eq!(declared.status, 201, "{}", String::from_utf8_lossy(&declared.body));
+    assert_eq!(declared.json()["inputs"][0]["shape"], json!([-1, 3]));
+    let dashed = admin.put_bytes("/v1/tenants/acme/models/dashed?input=-x:FP32:1", &rankless);
+    let body = String::from_utf8_lossy(&dashed.body).into_owned();
+    assert!(dashed.status == 400 && body.contains("not an input of the model"), "{body}");
     let bomb = admin.put_bytes("/v1/tenants/acme/models/bomb", &models::hostile::expand());
     assert_eq!((bomb.status, bomb.code().as_str()), (400, "invalid_model"));
-    assert_eq!(admin.get("/v1/tenants/acme/models").json()["models"].as_array().map(Vec::len), Some(1));
+    assert_eq!(admin.get("/v1/tenants/acme/models").json()["models"].as_array().map(Vec::len), Some(2));
     // MAAS_DATA and MAAS_MASTER_KEY: the store is there, no key was generated beside it.
     assert!(data.path().join("db").is_dir());
     assert!(!data.path().join("admin.key").exists() && !data.path().join("master.key").exists());
