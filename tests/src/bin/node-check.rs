@@ -47,14 +47,14 @@
 //! tests, so no default filter (the whole run takes 10–25 s, most of it the HTTP loop):
 //!
 //! - tract in process: 736 passed, 425 failed, 127 skipped, in 0.4 s;
-//! - maas over HTTP: 910 passed, 251 failed, 127 skipped, in 7–24 s (7 s of CPU; the rest is
+//! - maas over HTTP: 958 passed, 203 failed, 127 skipped, in 7–25 s (7 s of CPU; the rest is
 //!   waiting, mostly on the disk syncs of the uploads, and varies with the machine's load).
 //!
-//! maas passes more than tract alone: it freezes small integer parameter inputs (a Reduce's
-//! axes, a Reshape's shape) as constants when a model cannot be typed otherwise, which this
-//! tract loop, typing inputs by datatype and shape only, does not.
-//! The 12 tests that fail over HTTP but pass in tract alone are `test_shape*` and `test_size*`,
-//! whose output tract computes as symbolic dimensions (this loop reads them as INT64).
+//! maas passes more than tract alone: it freezes small parameter inputs (a Reduce's axes, a
+//! Reshape's shape, a Resize's scales) as constants when a model cannot be typed otherwise,
+//! which this tract loop, typing inputs by datatype and shape only, does not. No test fails
+//! over HTTP that passes in tract alone (this loop reads tract's Shape and Size outputs,
+//! symbolic dimensions, as INT64, as maas serves them).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
