@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use maas_types::Quota;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 use crate::queue::{Lane, Place, Refused};
 
 /// Anonymous calls one client address may have in flight (body, queue and run), server-wide.
@@ -72,6 +72,7 @@ impl BodyHold {
         });
         if let Err(total) = grown {
             return Err(Error::rate_limited(
+                Limit::Quota,
                 format!(
                     "the tenant's requests already hold {total} bytes of bodies in memory, its share \
                      ({BODIES_PER_TENANT} × max_request_bytes)"
@@ -250,7 +251,11 @@ impl Admission {
         let gate = self.gate(tenant, quota);
         let mut bucket = gate.bucket.lock().expect("bucket lock");
         bucket.take(rate, Instant::now()).map_err(|wait| {
-            Error::rate_limited(format!("tenant {tenant} is over its rate of {rate} requests per second"), wait)
+            Error::rate_limited(
+                Limit::Rate,
+                format!("tenant {tenant} is over its rate of {rate} requests per second"),
+                wait,
+            )
         })
     }
 
@@ -268,6 +273,7 @@ impl Admission {
                 let n = clients.entry(ip).or_insert(0);
                 if *n >= ANONYMOUS_PER_CLIENT {
                     return Err(Error::rate_limited(
+                        Limit::Concurrency,
                         format!("this client already has {ANONYMOUS_PER_CLIENT} anonymous calls in flight"),
                         1,
                     ));
@@ -282,7 +288,11 @@ impl Admission {
         let mut buckets = self.anonymous.lock().expect("anonymous lock");
         let bucket = buckets.entry((tenant.to_string(), function.to_string())).or_insert_with(|| Bucket::full(rate));
         bucket.take(rate, Instant::now()).map_err(|wait| {
-            Error::rate_limited(format!("anonymous calls of {tenant}/{function} are over {rate} per second"), wait)
+            Error::rate_limited(
+                Limit::Rate,
+                format!("anonymous calls of {tenant}/{function} are over {rate} per second"),
+                wait,
+            )
         })?;
         Ok(ticket)
     }
@@ -314,10 +324,12 @@ impl Admission {
         match lane.enter(depth, wait).await {
             Ok(place) => Ok(TenantPermit { _place: place }),
             Err(Refused::Full) => Err(Error::rate_limited(
+                Limit::Concurrency,
                 format!("tenant {tenant} runs its max_concurrency of {limit} and its queue is full"),
                 1,
             )),
             Err(Refused::Expired) => Err(Error::rate_limited(
+                Limit::Concurrency,
                 format!("tenant {tenant} ran its max_concurrency of {limit} for the whole wait of {wait:?}"),
                 wait.as_secs().max(1),
             )),
@@ -348,6 +360,7 @@ impl Admission {
         let state = uploads.entry(tenant.to_string()).or_default();
         if state.count >= UPLOADS_PER_TENANT {
             return Err(Error::rate_limited(
+                Limit::Quota,
                 format!("tenant {tenant} already has {UPLOADS_PER_TENANT} uploads in progress"),
                 1,
             ));

@@ -41,9 +41,11 @@ pub enum Error {
     /// A body larger than the limit, in bytes.
     #[error("the body is larger than the limit of {0} bytes")]
     PayloadTooLarge(u64),
-    /// Over a rate, a concurrency limit or the daily energy budget.
+    /// Over a rate, a concurrency limit, a quota or the daily energy budget.
     #[error("{message}")]
     RateLimited {
+        /// Which kind of limit.
+        limit: Limit,
         /// What limit, for a person.
         message: String,
         /// Seconds to wait before trying again.
@@ -89,7 +91,20 @@ impl Error {
     }
 
     /// [`Error::RateLimited`].
-    pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> Self {
-        Error::RateLimited { message: message.into(), retry_after }
+    pub fn rate_limited(limit: Limit, message: impl Into<String>, retry_after: u64) -> Self {
+        Error::RateLimited { limit, message: message.into(), retry_after }
     }
+}
+
+/// The kind of limit behind an [`Error::RateLimited`], for the metrics of refusals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// Requests per second.
+    Rate,
+    /// Work at once, and the queue in front of it.
+    Concurrency,
+    /// The daily energy budget.
+    Budget,
+    /// Another quota: bodies in memory, uploads in progress.
+    Quota,
 }

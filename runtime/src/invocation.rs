@@ -25,10 +25,10 @@ use maas_types::{ComponentRef, Limits, Manifest, ModelRef, Quota, Scale, Tenant}
 
 use crate::admission::{Caller, TENANT_QUEUE_DEPTH, TenantPermit, Ticket};
 use crate::cpu::thread_cpu;
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 use crate::host::{self, InvocationReport};
 use crate::metering::Sample;
-use crate::metrics::add;
+use crate::metrics::{Outcome, Queue, Rejection};
 use crate::platform::Platform;
 use crate::scale::{Running, Slot};
 
@@ -102,10 +102,12 @@ impl Platform {
         let record = slot.record();
         // One wait for both queues, the function's then the tenant's.
         let wait = Duration::from_millis(record.manifest.limits.queue_timeout_ms);
-        let until = Instant::now() + wait;
+        let queued = Instant::now();
+        let until = queued + wait;
         let place = self.scaler.queue(slot, ticket.is_anonymous(), wait).await?;
         let left = until.saturating_duration_since(Instant::now());
         let tenant = self.admission.enter(&record.tenant, quota, &ticket, TENANT_QUEUE_DEPTH, left).await?;
+        slot.series().waited(Queue::Admission, queued.elapsed());
         let running = self.scaler.start(slot, place);
         Ok(Admitted { platform: self.clone(), slot: slot.clone(), started, running, _tenant: tenant, _ticket: ticket })
     }
@@ -173,26 +175,27 @@ impl Admitted {
                 // only saw it in their latency.
                 sample.cpu += warm.wake_cpu;
                 sample.cold_start = true;
-                add(&platform.metrics.cold_starts, 1);
-                add(&platform.metrics.cold_start_us_total, warm.wake_time.as_micros() as u64);
             }
             let (platform2, warm2, held) = (platform.clone(), warm.clone(), permits.take());
             let invoked = Instant::now();
-            let (outcome, cpu, held) = platform
+            let (outcome, cpu, held, waited) = platform
                 .pool
                 .run_for(&slot.record().tenant, move || {
-                    let cpu = thread_cpu();
+                    let (waited, cpu) = (invoked.elapsed(), thread_cpu());
                     let outcome = platform2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, request);
-                    (outcome, thread_cpu().saturating_sub(cpu), held)
+                    (outcome, thread_cpu().saturating_sub(cpu), held, waited)
                 })
                 .await?;
             permits = held;
             sample.cpu += cpu;
+            slot.series().waited(Queue::Pool, waited);
             if woken.cold {
                 let run = invoked.elapsed();
                 cold_start = Some(ColdStart { component: warm.wake_component, models: warm.wake_models, run });
+                if woken.woke {
+                    slot.series().cold_start(warm.wake_time + run, warm.wake_component, warm.wake_models, run);
+                }
             }
-            add(&platform.metrics.invocations, 1);
             if let Err(host::InvokeError::Timeout(_)) = &outcome {
                 // A call that ran to its timeout held a core all along: past a few, the tenant
                 // runs one call at a time (see `pool`). Traps are cheap, and are not counted:
@@ -203,12 +206,8 @@ impl Admitted {
             // An answer HTTP cannot carry is the function's failure, counted as one.
             response.check().map_err(Error::BadResponse)?;
             sample.inference_cpu = report.inference_cpu;
-            add(&platform.metrics.inference_us_total, report.inference.as_micros() as u64);
             let models = report.models_used.iter().filter_map(|alias| warm.model_labels.get(alias).cloned()).collect();
             let batch_rows = (warm.caps.batching.is_some() && report.batch_rows > 0).then_some(report.batch_rows);
-            if batch_rows.is_some() && report.batch_shared {
-                add(&platform.metrics.batched_invocations, 1);
-            }
             Ok(Answer { response, models, batch_rows })
         }
         .await;
@@ -222,6 +221,9 @@ impl Admitted {
         // tenant's direct inference.
         let function = Some(record.name.as_str()).filter(|name| validate_function_name(name).is_ok());
         let joules = platform.meter.record(&record.tenant, function, &sample);
+        let series = slot.series();
+        series.invoked(outcome(&result), sample.wall);
+        series.energy(joules);
         Invoked { result, cold_start, joules }
     }
 }
@@ -270,6 +272,34 @@ impl WorkPermit {
             error: result.is_err(),
         };
         let joules = platform.meter.record(&tenant, None, &sample);
+        platform.metrics.host_energy(&tenant, joules);
         Ok(Worked { result, joules })
     }
+}
+
+/// How an invocation that reached its function ended, for the metrics.
+fn outcome(result: &Result<Answer>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(Error::Invoke(host::InvokeError::Trapped(_))) => Outcome::Trapped,
+        Err(Error::Invoke(host::InvokeError::Timeout(_))) => Outcome::Timeout,
+        Err(Error::Invoke(host::InvokeError::MemoryLimit { .. })) => Outcome::MemoryLimit,
+        Err(_) => Outcome::Failed,
+    }
+}
+
+/// Why an invocation was refused before it reached its function, for the metrics; `None` for
+/// what is not a refusal (a malformed or unreadable request).
+pub fn rejection(e: &Error) -> Option<Rejection> {
+    Some(match e {
+        Error::Unauthenticated | Error::Forbidden | Error::ForbiddenBecause(_) => Rejection::Auth,
+        Error::Suspended(_) | Error::PayloadTooLarge(_) => Rejection::Quota,
+        Error::RateLimited { limit, .. } => match limit {
+            Limit::Rate => Rejection::Rate,
+            Limit::Concurrency => Rejection::Concurrency,
+            Limit::Budget => Rejection::Budget,
+            Limit::Quota => Rejection::Quota,
+        },
+        _ => return None,
+    })
 }

@@ -19,6 +19,15 @@ pub(crate) fn fix_mmap_threshold() {
     }
 }
 
+/// The process's resident memory, bytes (Linux: `/proc/self/statm`), for `/metrics`.
+pub(crate) fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
 /// Returns freed heap pages, in every arena, to the OS (glibc keeps them otherwise). Called
 /// after start-up (compiling the built-in components leaves megabytes freed) and whenever
 /// functions scale to zero. Takes milliseconds on a large heap: call it on a blocking thread.

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use maas_registry::{Registry, UsageRecord};
 use maas_types::{EnergyModel, Quota, Usage};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 
 /// How often pending usage is written to the registry.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
@@ -138,6 +138,7 @@ impl Meter {
         };
         if spent >= budget {
             return Err(Error::rate_limited(
+                Limit::Budget,
                 format!(
                     "tenant {tenant} has spent its daily energy budget ({spent:.3} of {budget} J, \
                      max_energy_joules_per_day); it renews at 00:00 UTC"

@@ -45,8 +45,8 @@ pub struct Platform {
     pub meter: Arc<Meter>,
     /// The bounded pool for wasm, inference and blob I/O.
     pub pool: Pool,
-    /// Process-wide counters for `/metrics`.
-    pub metrics: Metrics,
+    /// What `/metrics` shows.
+    pub metrics: Arc<Metrics>,
     /// Resolves bearer keys.
     pub auth: Authenticator,
 }
@@ -56,24 +56,11 @@ impl Platform {
     pub fn new(config: Config, registry: Registry, host: Host, auth: Authenticator) -> Arc<Self> {
         let pool = Pool::new(config.max_blocking);
         let host = Arc::new(host);
-        let scaler = Scaler::new(
-            host.clone(),
-            registry.clone(),
-            Arc::new(ModelCache::new(config.plan_memory_bytes)),
-            pool.clone(),
-        );
+        let metrics = Arc::new(Metrics::default());
+        let models = Arc::new(ModelCache::new(config.plan_memory_bytes, metrics.clone()));
+        let scaler = Scaler::new(host.clone(), registry.clone(), models, pool.clone(), metrics.clone());
         let meter = Meter::new(config.energy);
-        Arc::new(Self {
-            config,
-            registry,
-            host,
-            scaler,
-            admission: Admission::default(),
-            meter,
-            pool,
-            metrics: Metrics::default(),
-            auth,
-        })
+        Arc::new(Self { config, registry, host, scaler, admission: Admission::default(), meter, pool, metrics, auth })
     }
 
     /// Models currently loaded by warm functions.
@@ -232,6 +219,7 @@ impl Platform {
         self.pool
             .run_for(&tenant.clone(), move || -> Result<()> {
                 platform.registry.delete_model(&tenant, &name, version)?;
+                platform.metrics.forget_model(&tenant, &name, version);
                 tracing::info!(tenant, model = name, version, "model deleted");
                 let target = version.map_or_else(|| name.clone(), |v| format!("{name}@{v}"));
                 platform.record(&actor, "model.delete", Some(&tenant), &target, json!({}));

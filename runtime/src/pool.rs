@@ -276,6 +276,12 @@ impl Pool {
         state.lanes.get(tenant).is_some_and(|lane| lane.cap(self.inner.size, Instant::now()) == 1)
     }
 
+    /// Jobs running and jobs waiting for a slot, right now.
+    pub fn load(&self) -> (usize, usize) {
+        let state = self.inner.state.lock().expect("pool lock");
+        (state.running, state.lanes.values().map(|lane| lane.waiting.len()).sum())
+    }
+
     /// Slots free right now.
     pub fn available(&self) -> usize {
         let state = self.inner.state.lock().expect("pool lock");

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod bench;
+pub mod metrics;
 
 pub use maas_fixtures as models;
 pub use maas_fixtures::oip_binary_body;

@@ -73,7 +73,7 @@ impl From<Error> for ApiError {
             }
             Error::InvalidRequest(m) => Self::new(C::InvalidRequest, m),
             Error::PayloadTooLarge(_) => Self::new(C::PayloadTooLarge, e.to_string()),
-            Error::RateLimited { message, retry_after } => {
+            Error::RateLimited { message, retry_after, .. } => {
                 Self { retry_after: Some(retry_after), ..Self::new(C::RateLimited, message) }
             }
             Error::BadResponse(_) => Self::new(C::FunctionTrapped, e.to_string()),
@@ -143,7 +143,7 @@ mod tests {
             (Error::MethodNotAllowed("PATCH".into()), 405, "invalid_request"),
             (Error::invalid("bad"), 400, "invalid_request"),
             (Error::PayloadTooLarge(10), 413, "payload_too_large"),
-            (Error::rate_limited("slow down", 3), 429, "rate_limited"),
+            (Error::rate_limited(crate::error::Limit::Rate, "slow down", 3), 429, "rate_limited"),
             (Error::BadResponse("an invalid status 42".into()), 500, "function_trapped"),
             (RegistryError::QuotaExceeded("full".into()).into(), 403, "quota_exceeded"),
             (RegistryError::Conflict("taken".into()).into(), 409, "conflict"),

@@ -13,8 +13,9 @@ use crate::admission::{BodyHold, Caller};
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::host;
-use crate::invocation::{ColdStart, Invoked};
+use crate::invocation::{ColdStart, Invoked, rejection};
 use crate::platform::Platform;
+use crate::scale::Slot;
 
 pub(super) async fn invoke(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
     let (tenant, function) = (call.params.get("tenant"), call.params.get("function"));
@@ -29,32 +30,50 @@ pub(super) async fn invoke(platform: Arc<Platform>, call: Call) -> Result<Respon
             };
             match slot {
                 Some(slot) if slot.record().manifest.public => slot,
-                _ => return Err(Error::Unauthenticated),
+                Some(slot) => return Err(refused(&slot, Error::Unauthenticated)),
+                None => return Err(Error::Unauthenticated),
             }
         }
         p => {
-            p.require_member(tenant)?;
+            if let Err(e) = p.require_member(tenant) {
+                // Counted only for a function the server already holds: a label is never made
+                // from a name another tenant's key chose.
+                return Err(match platform.scaler.held(tenant, function) {
+                    Some(slot) => refused(&slot, e),
+                    None => e,
+                });
+            }
             platform
                 .scaler
                 .slot(tenant, function)?
                 .ok_or_else(|| Error::not_found(format!("no function {function:?}")))?
         }
     };
-    let owner = platform.tenant(&call.principal, tenant)?;
-    if owner.suspended {
-        return Err(Error::Suspended(owner.name));
-    }
-    let caller = match &call.principal {
-        Principal::Anonymous => Caller::Anonymous(call.request.extensions().get::<Peer>().map(|peer| peer.0.ip())),
-        _ => Caller::Keyed,
+    let admitted = async {
+        let owner = platform.tenant(&call.principal, tenant)?;
+        if owner.suspended {
+            return Err(Error::Suspended(owner.name));
+        }
+        let caller = match &call.principal {
+            Principal::Anonymous => Caller::Anonymous(call.request.extensions().get::<Peer>().map(|peer| peer.0.ip())),
+            _ => Caller::Keyed,
+        };
+        let mut ticket = platform.charge(&slot, &owner.quota, caller)?;
+        let rest = format!("/{}", call.params.get("rest"));
+        // The body is read before the function's place is taken: a slow client holds none.
+        let request = guest_request(call.request, rest, owner.quota.max_request_bytes, &mut ticket.body).await?;
+        Ok((platform.admit(&slot, &owner.quota, ticket, call.started).await?, request))
     };
-    let ticket = platform.charge(&slot, &owner.quota, caller)?;
-    let rest = format!("/{}", call.params.get("rest"));
-    // The body is read before the function's place is taken: a slow client holds none.
-    let mut ticket = ticket;
-    let request = guest_request(call.request, rest, owner.quota.max_request_bytes, &mut ticket.body).await?;
-    let admitted = platform.admit(&slot, &owner.quota, ticket, call.started).await?;
+    let (admitted, request) = admitted.await.map_err(|e| refused(&slot, e))?;
     Ok(render(admitted.invoke(request).await))
+}
+
+/// Counts `e`, if it is a refusal, in the metrics of `slot`'s function, and returns it.
+pub(super) fn refused(slot: &Slot, e: Error) -> Error {
+    if let Some(why) = rejection(&e) {
+        slot.series().rejected(why);
+    }
+    e
 }
 
 /// The request as the guest sees it, with `path` as its path: the body read whole (at most

@@ -94,7 +94,7 @@ where
     let found = routes::find(req.method(), req.uri().path());
     let (route_path, invocation) = match &found {
         Found::Route(route, _) => (route.path, route.access == Access::Invoke),
-        _ => ("-", false),
+        _ => ("unmatched", false),
     };
     let span = tracing::info_span!(
         "request",
@@ -143,7 +143,7 @@ where
         }
         None => {}
     }
-    platform.metrics.request(status.as_u16());
+    platform.metrics.request(routes::label(route_path), status.as_u16(), started.elapsed());
     span.record("status", status.as_u16());
     span.record("duration_us", started.elapsed().as_micros() as u64);
     span.in_scope(|| tracing::info!("done"));

@@ -92,10 +92,13 @@ pub(super) async fn infer(platform: Arc<Platform>, call: Call) -> Result<Respons
     let tenant = key_tenant(&call)?.clone();
     let found = model_version(&platform, &tenant.name, &call)?;
     let slot = platform.oip_slot(&tenant, &found);
-    let mut ticket = platform.charge(&slot, &tenant.quota, Caller::Keyed)?;
-    let path = call.request.uri().path().to_string();
-    let limit = tenant.quota.max_request_bytes;
-    let request = invoke::guest_request(call.request, path, limit, &mut ticket.body).await?;
-    let admitted = platform.admit(&slot, &tenant.quota, ticket, call.started).await?;
+    let admitted = async {
+        let mut ticket = platform.charge(&slot, &tenant.quota, Caller::Keyed)?;
+        let path = call.request.uri().path().to_string();
+        let limit = tenant.quota.max_request_bytes;
+        let request = invoke::guest_request(call.request, path, limit, &mut ticket.body).await?;
+        Ok((platform.admit(&slot, &tenant.quota, ticket, call.started).await?, request))
+    };
+    let (admitted, request) = admitted.await.map_err(|e| invoke::refused(&slot, e))?;
     Ok(invoke::render(admitted.invoke(request).await))
 }

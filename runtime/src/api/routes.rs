@@ -8,6 +8,7 @@
 //! A pattern's `{name}` matches one non-empty path segment; `{rest}`, last, matches the rest of
 //! the path, slashes and all. Trailing slashes are ignored, except in `{rest}`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
@@ -164,6 +165,14 @@ pub static ROUTES: &[Route] = &[
     ),
     route!(
         GET,
+        "/v1/tenants/{tenant}/metrics",
+        Owner,
+        false,
+        system::tenant_metrics,
+        "the tenant's series of `/metrics` (Prometheus text)"
+    ),
+    route!(
+        GET,
         "/v1/tenants/{tenant}/usage",
         Owner,
         false,
@@ -305,6 +314,17 @@ impl Pattern {
 
 /// [`ROUTES`]' patterns, split on first use.
 static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| ROUTES.iter().map(|r| Pattern::new(r.path)).collect());
+
+/// Each route's pattern as a metric label: `{name}` written `:name`, since braces in a label
+/// value trip up simple parsers of the Prometheus text (and PromQL matchers in dashboards).
+static LABELS: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| {
+    ROUTES.iter().map(|r| (r.path, &*Box::leak(r.path.replace('{', ":").replace('}', "").into_boxed_str()))).collect()
+});
+
+/// The metric label of the route whose pattern is `path` (`unmatched` for none).
+pub fn label(path: &str) -> &'static str {
+    LABELS.get(path).copied().unwrap_or("unmatched")
+}
 
 /// The route for `method` and `path` (without the query).
 pub fn find(method: &Method, path: &str) -> Found {

@@ -8,6 +8,7 @@ use maas_types::Health;
 use super::Call;
 use super::response::{Body, ok, text};
 use crate::error::Result;
+use crate::metrics::{FunctionGauge, Gauges, ModelGauge};
 use crate::platform::Platform;
 
 /// `GET /healthz`: the process answers.
@@ -20,12 +21,49 @@ pub(super) async fn readyz(_: Arc<Platform>, _: Call) -> Result<Response<Body>> 
     Ok(ok(&Health { status: "ready".into() }))
 }
 
-/// `GET /metrics` (admin): the Prometheus text.
+/// `GET /metrics` (admin): the Prometheus text of every series.
 pub(super) async fn metrics(platform: Arc<Platform>, _: Call) -> Result<Response<Body>> {
-    let exposition = platform.metrics.render(
-        platform.scaler.warm_count(),
-        platform.models().loaded_count(),
-        platform.models().plan_budget(),
-    );
-    Ok(text(exposition, "text/plain; version=0.0.4"))
+    Ok(exposition(&platform, None))
+}
+
+/// `GET /v1/tenants/{tenant}/metrics` (admin, owner): the Prometheus text of the tenant's
+/// series only.
+pub(super) async fn tenant_metrics(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
+    Ok(exposition(&platform, Some(&call.tenant()?.name)))
+}
+
+/// The exposition of `tenant`'s series, or of all, with the gauges read now.
+fn exposition(platform: &Arc<Platform>, tenant: Option<&str>) -> Response<Body> {
+    let shown = |t: &str| tenant.is_none_or(|only| only == t);
+    let functions = platform
+        .scaler
+        .slots()
+        .into_iter()
+        .filter_map(|slot| {
+            let record = slot.record();
+            shown(&record.tenant).then(|| FunctionGauge {
+                tenant: record.tenant.clone(),
+                function: record.name.clone(),
+                warm: slot.warm_state().is_some(),
+                instances: slot.in_flight(),
+            })
+        })
+        .collect();
+    let models = platform
+        .models()
+        .loaded()
+        .into_iter()
+        .filter(|(key, _)| shown(&key.tenant))
+        .map(|(key, model)| ModelGauge {
+            model: key.label(),
+            tenant: key.tenant,
+            bytes: model.weight_bytes(),
+            plans: model.plan_count(),
+            plan_bytes: model.plan_bytes(),
+        })
+        .collect();
+    let (pool_running, pool_waiting) = platform.pool.load();
+    let gauges =
+        Gauges { functions, models, pool_waiting, pool_running, resident_bytes: crate::memory::resident_bytes() };
+    text(platform.metrics.render(gauges, tenant), prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
 }

@@ -151,13 +151,18 @@ impl maas::function::inference::Host for HostState {
             Some(policy) => {
                 let own_rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(0);
                 let (result, rows) = bound.model.run_batched(inputs, policy, self.run_limits());
+                if rows > 0 {
+                    bound.model.series().batch(rows);
+                }
                 self.report.batch_rows = self.report.batch_rows.max(rows);
                 self.report.batch_shared |= rows > own_rows;
                 result
             }
             None => bound.model.run_within(inputs, self.run_limits()),
         };
-        self.report.inference += started.elapsed();
+        let took = started.elapsed();
+        bound.model.series().inferred(took);
+        self.report.inference += took;
         self.report.inference_cpu += crate::cpu::thread_cpu().saturating_sub(cpu);
         if !self.report.models_used.contains(&alias) {
             self.report.models_used.push(alias);

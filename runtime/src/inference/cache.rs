@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 
 use super::{InferenceError, LoadedModel, PlanAccount, PlanBudget, TensorSpec};
+use crate::metrics::Metrics;
 
 /// Identifies one model version of one tenant, by its stored file: a tenant deleted and
 /// created again under the same name numbers its versions from 1 again, and must never be
@@ -19,6 +20,13 @@ pub struct ModelKey {
     pub version: u32,
     /// The id of the version's file in the store: unique, never reused.
     pub blob: u64,
+}
+
+impl ModelKey {
+    /// `name@version`, the `model` label of its metrics.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
 }
 
 impl fmt::Display for ModelKey {
@@ -36,19 +44,27 @@ impl fmt::Display for ModelKey {
 pub struct ModelCache {
     loaded: Mutex<HashMap<ModelKey, Weak<LoadedModel>>>,
     budget: Arc<PlanBudget>,
+    metrics: Arc<Metrics>,
 }
 
 impl Default for ModelCache {
-    /// A cache whose per-shape plans are not bounded together.
+    /// A cache whose per-shape plans are not bounded together, recording in metrics of its own.
     fn default() -> Self {
-        Self::new(u64::MAX)
+        Self::new(u64::MAX, Arc::default())
     }
 }
 
 impl ModelCache {
-    /// A cache whose models' per-shape plans may hold `plan_bytes` together.
-    pub fn new(plan_bytes: u64) -> Self {
-        Self { loaded: Mutex::default(), budget: PlanBudget::new(plan_bytes) }
+    /// A cache whose models' per-shape plans may hold `plan_bytes` together, recording each
+    /// model version's figures in `metrics`.
+    pub fn new(plan_bytes: u64, metrics: Arc<Metrics>) -> Self {
+        Self { loaded: Mutex::default(), budget: PlanBudget::new(plan_bytes), metrics }
+    }
+
+    /// Every loaded model, with its key.
+    pub fn loaded(&self) -> Vec<(ModelKey, Arc<LoadedModel>)> {
+        let loaded = self.loaded.lock().expect("model cache lock");
+        loaded.iter().filter_map(|(key, weak)| Some((key.clone(), weak.upgrade()?))).collect()
     }
 
     /// What the per-shape plans of its models hold together, and may.
@@ -69,7 +85,8 @@ impl ModelCache {
         if let Some(model) = self.get(key) {
             return Ok(model);
         }
-        let account = PlanAccount::for_tenant(self.budget.clone(), &key.tenant, max_bytes);
+        let series = self.metrics.model(&key.tenant, &key.label());
+        let account = PlanAccount::for_tenant(self.budget.clone(), &key.tenant, max_bytes, series);
         // Loading happens outside the lock; a concurrent load of the same key is wasted work
         // but harmless, and the first one stored wins.
         let model = Arc::new(LoadedModel::load_within(&bytes()?, declared, max_bytes, account)?);

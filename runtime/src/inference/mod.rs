@@ -53,6 +53,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use crate::metrics::ModelSeries;
 use lru::LruCache;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::InferenceModelExt;
@@ -169,6 +170,8 @@ pub struct LoadedModel {
     strategy: AtomicU8,
     /// Inputs no strategy could plan, and why: refused again without typing the model again.
     unplannable: Mutex<LruCache<PlanKey, String>>,
+    /// Where its inference times, batch sizes, plan builds and evictions are recorded.
+    series: ModelSeries,
 }
 
 impl Drop for LoadedModel {
@@ -239,7 +242,10 @@ impl LoadedModel {
         let general = typed.as_ref().map(|typed| typed.clone().into_optimized().and_then(|m| m.into_runnable()));
         let fixed = signature.inputs.iter().all(|i| i.shape.iter().all(|&d| d >= 0));
         let general = match general {
-            Some(Ok(plan)) => Some(Plan::general(plan)),
+            Some(Ok(plan)) => {
+                account.series.plan_built();
+                Some(Plan::general(plan))
+            }
             // A model with one input shape has one plan: one that cannot be built is refused.
             Some(Err(e)) if fixed => return Err(invalid(e)),
             Some(Err(e)) => {
@@ -269,6 +275,7 @@ impl LoadedModel {
             batches: batch::Batches::default(),
             strategy: AtomicU8::new(0),
             unplannable: Mutex::new(LruCache::new(NonZeroUsize::new(UNPLANNABLE).expect("non-zero"))),
+            series: account.series,
         };
         if model.typed.is_some()
             && let Some(zeros) = model.zero_inputs()
@@ -336,6 +343,21 @@ impl LoadedModel {
     /// Number of optimized plans held: the general one, or those per input shapes.
     pub fn plan_count(&self) -> usize {
         usize::from(self.general.is_some()) + self.plans.len()
+    }
+
+    /// Bytes of the per-shape plans held now (an estimate; see [`PlanBudget`]).
+    pub fn plan_bytes(&self) -> u64 {
+        self.budget.model_used(self.id)
+    }
+
+    /// Bytes of the model's weights.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// Where the model's inference times, batch sizes, plan builds and evictions are recorded.
+    pub fn series(&self) -> &ModelSeries {
+        &self.series
     }
 
     /// Runs the model within the tenant's memory cap it was loaded with. Inputs are matched
@@ -609,7 +631,9 @@ impl LoadedModel {
             checked(working_set)?;
         }
         let Some((_, key)) = &plan.built else { return Ok(plan) };
+        self.series.plan_built();
         if let Some(pushed_out) = self.plans.put(PlanKey::clone(key), plan.clone()) {
+            self.series.plan_evicted();
             self.budget.forget(self.id, &pushed_out);
         }
         self.budget.admit(self.id, key, plans::plan_bytes(&plan.runnable, self.weight_bytes));

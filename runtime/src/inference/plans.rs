@@ -15,6 +15,7 @@ use lru::LruCache;
 use tract_onnx::prelude::*;
 
 use super::typing::Strategy;
+use crate::metrics::ModelSeries;
 
 /// Input shapes, one per model input.
 pub(super) type Shapes = Vec<Vec<usize>>;
@@ -65,6 +66,8 @@ pub struct PlanAccount {
     pub tenant_bytes: u64,
     /// What this model's per-shape plans may hold.
     pub model_bytes: u64,
+    /// Where the model's plan builds and evictions are counted.
+    pub series: ModelSeries,
 }
 
 impl PlanAccount {
@@ -75,13 +78,15 @@ impl PlanAccount {
             tenant: String::new(),
             tenant_bytes: u64::MAX,
             model_bytes: u64::MAX,
+            series: ModelSeries::default(),
         }
     }
 
     /// The account of a model of `tenant` whose tensors may hold `max_bytes` each (the
-    /// tenant's `max_memory_mb`): the tenant's plans may hold as much, one model's half.
-    pub fn for_tenant(budget: Arc<PlanBudget>, tenant: &str, max_bytes: u64) -> Self {
-        PlanAccount { budget, tenant: tenant.to_string(), tenant_bytes: max_bytes, model_bytes: max_bytes / 2 }
+    /// tenant's `max_memory_mb`): the tenant's plans may hold as much, one model's half. Its
+    /// plan builds and evictions are counted in `series`.
+    pub fn for_tenant(budget: Arc<PlanBudget>, tenant: &str, max_bytes: u64, series: ModelSeries) -> Self {
+        PlanAccount { budget, tenant: tenant.to_string(), tenant_bytes: max_bytes, model_bytes: max_bytes / 2, series }
     }
 }
 
@@ -105,6 +110,7 @@ struct ModelAccount {
     owner: Weak<dyn Evict>,
     tenant: Arc<str>,
     bytes: Bound,
+    series: ModelSeries,
 }
 
 struct BudgetState {
@@ -171,7 +177,7 @@ impl PlanBudget {
         let tenant: Arc<str> = Arc::from(account.tenant.as_str());
         state.tenants.entry(tenant.clone()).or_default().limit = account.tenant_bytes;
         let bytes = Bound { used: 0, limit: account.model_bytes };
-        state.models.insert(id, ModelAccount { owner, tenant, bytes });
+        state.models.insert(id, ModelAccount { owner, tenant, bytes, series: account.series.clone() });
     }
 
     /// Counts a new plan of `bytes` for `key` of model `id` and evicts what the bounds
@@ -219,6 +225,9 @@ impl PlanBudget {
                     });
                 let Some((model, key)) = victim else { break };
                 state.evictions += 1;
+                if let Some(account) = state.models.get(&model) {
+                    account.series.plan_evicted();
+                }
                 if let Some(owner) = state.remove(model, &key) {
                     evicted.push((owner, key));
                 }
@@ -229,6 +238,11 @@ impl PlanBudget {
         for (owner, key) in evicted {
             owner.evict(&key);
         }
+    }
+
+    /// Bytes of model `id`'s per-shape plans held now.
+    pub(super) fn model_used(&self, id: u64) -> u64 {
+        self.state.lock().expect("budget lock").models.get(&id).map_or(0, |m| m.bytes.used)
     }
 
     /// Marks the plan for `key` of model `id` as just used.
@@ -341,7 +355,13 @@ mod tests {
     }
 
     fn account(budget: &Arc<PlanBudget>, tenant: &str, tenant_bytes: u64, model_bytes: u64) -> PlanAccount {
-        PlanAccount { budget: budget.clone(), tenant: tenant.into(), tenant_bytes, model_bytes }
+        PlanAccount {
+            budget: budget.clone(),
+            tenant: tenant.into(),
+            tenant_bytes,
+            model_bytes,
+            series: Default::default(),
+        }
     }
 
     fn owner(o: &Arc<Owner>) -> Weak<dyn Evict> {

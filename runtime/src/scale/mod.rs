@@ -38,9 +38,10 @@ use maas_registry::{FunctionRecord, Registry};
 use maas_types::{FunctionState, FunctionStatus};
 use tokio::sync::Notify;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 use crate::host::Host;
 use crate::inference::ModelCache;
+use crate::metrics::{FunctionSeries, Metrics};
 use crate::pool::Pool;
 use crate::queue::{Lane, Place, Refused};
 
@@ -59,11 +60,14 @@ pub struct Slot {
     /// Milliseconds since the scaler's start at the last invocation's end.
     last_used_ms: AtomicU64,
     last_invoked_at: Mutex<Option<SystemTime>>,
+    /// The function's recorded metrics.
+    series: Arc<FunctionSeries>,
 }
 
 impl Slot {
-    fn new(record: FunctionRecord) -> Self {
+    fn new(record: FunctionRecord, metrics: &Metrics) -> Self {
         let lane = Lane::new(record.manifest.limits.max_concurrency);
+        let series = metrics.function(&record.tenant, &record.name);
         Self {
             record: Mutex::new(Arc::new(record)),
             warm: Mutex::new(None),
@@ -75,7 +79,18 @@ impl Slot {
             errors: AtomicU64::new(0),
             last_used_ms: AtomicU64::new(0),
             last_invoked_at: Mutex::new(None),
+            series,
         }
+    }
+
+    /// The function's recorded metrics.
+    pub fn series(&self) -> &FunctionSeries {
+        &self.series
+    }
+
+    /// Invocations running now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// The function's record as last deployed.
@@ -137,12 +152,20 @@ pub struct Scaler {
     registry: Registry,
     models: Arc<ModelCache>,
     pool: Pool,
+    metrics: Arc<Metrics>,
 }
 
 impl Scaler {
     /// An empty table that wakes functions with `host`, from `registry`, sharing loaded models
-    /// through `models`, on `pool`; call [`Scaler::spawn_reaper`] to start scaling to zero.
-    pub fn new(host: Arc<Host>, registry: Registry, models: Arc<ModelCache>, pool: Pool) -> Arc<Self> {
+    /// through `models`, on `pool`, recording in `metrics`; call [`Scaler::spawn_reaper`] to
+    /// start scaling to zero.
+    pub fn new(
+        host: Arc<Host>,
+        registry: Registry,
+        models: Arc<ModelCache>,
+        pool: Pool,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             slots: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -151,6 +174,7 @@ impl Scaler {
             registry,
             models,
             pool,
+            metrics,
         })
     }
 
@@ -175,7 +199,17 @@ impl Scaler {
             return Ok(None);
         };
         let mut slots = self.slots.lock().expect("scaler lock");
-        Ok(Some(slots.entry(key).or_insert_with(|| Arc::new(Slot::new(record))).clone()))
+        Ok(Some(slots.entry(key).or_insert_with(|| Arc::new(Slot::new(record, &self.metrics))).clone()))
+    }
+
+    /// The slot of `tenant/function` if the server already holds it; never reads the registry.
+    pub fn held(&self, tenant: &str, function: &str) -> Option<Arc<Slot>> {
+        self.slots.lock().expect("scaler lock").get(&(tenant.to_string(), function.to_string())).cloned()
+    }
+
+    /// Every slot the server holds, for the metrics.
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.slots.lock().expect("scaler lock").values().cloned().collect()
     }
 
     /// The slot of a function the platform defines itself rather than a deploy (the OIP
@@ -188,7 +222,7 @@ impl Scaler {
         match slots.get(&key) {
             Some(slot) if slot.record().manifest == record.manifest => slot.clone(),
             _ => {
-                let slot = Arc::new(Slot::new(record));
+                let slot = Arc::new(Slot::new(record, &self.metrics));
                 slots.insert(key, slot.clone());
                 slot
             }
@@ -207,7 +241,7 @@ impl Scaler {
                 slot.warm.lock().expect("slot lock").take();
             }
             _ => {
-                slots.insert(key, Arc::new(Slot::new(record)));
+                slots.insert(key, Arc::new(Slot::new(record, &self.metrics)));
             }
         }
     }
@@ -215,11 +249,13 @@ impl Scaler {
     /// A function was deleted.
     pub fn removed(&self, tenant: &str, function: &str) {
         self.slots.lock().expect("scaler lock").remove(&(tenant.to_string(), function.to_string()));
+        self.metrics.forget_function(tenant, function);
     }
 
     /// A tenant was deleted: forget all its functions.
     pub fn tenant_removed(&self, tenant: &str) {
         self.slots.lock().expect("scaler lock").retain(|(t, _), _| t != tenant);
+        self.metrics.forget_tenant(tenant);
     }
 
     /// A tenant's quota changed: its functions go cold, so that they wake under the new one.
@@ -255,10 +291,12 @@ impl Scaler {
             let n = limits.max_concurrency;
             match refused {
                 Refused::Full => Error::rate_limited(
+                    Limit::Concurrency,
                     format!("the function runs its max_concurrency of {n} and {} more wait", limits.queue_depth),
                     1,
                 ),
                 Refused::Expired => Error::rate_limited(
+                    Limit::Concurrency,
                     format!("the function ran its max_concurrency of {n} for the whole wait of {wait:?}"),
                     wait.as_secs().max(1),
                 ),

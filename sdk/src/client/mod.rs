@@ -157,9 +157,17 @@ impl Client {
         self.execute(Method::GET, "/readyz", empty()).await?.error_for_status().map(drop)
     }
 
-    /// `GET /metrics` (admin): the Prometheus text.
+    /// `GET /metrics` (admin): the Prometheus text of every series.
     pub async fn metrics(&self) -> Result<String> {
         let answer = self.execute(Method::GET, "/metrics", empty()).await?.error_for_status()?;
+        Ok(String::from_utf8_lossy(&answer.body).into_owned())
+    }
+
+    /// `GET /v1/tenants/{t}/metrics` (admin, owner): the Prometheus text of the tenant's
+    /// series only.
+    pub async fn tenant_metrics(&self, tenant: &str) -> Result<String> {
+        let path = format!("/v1/tenants/{}/metrics", seg(tenant));
+        let answer = self.execute(Method::GET, &path, empty()).await?.error_for_status()?;
         Ok(String::from_utf8_lossy(&answer.body).into_owned())
     }
 

@@ -203,7 +203,7 @@ fn warm_up_shapes_are_planned_during_the_cold_start() {
     assert_eq!(deploy(&admin, "acme", "fpn", manifest.clone()).status, 201);
     let plans = |admin: &maas_tests::Client| -> f64 {
         let text = String::from_utf8(admin.get("/metrics").body).unwrap();
-        text.lines().find_map(|l| l.strip_prefix("maas_plan_bytes ")).unwrap().parse().unwrap()
+        maas_tests::metrics::sum(&text, "maas_plan_bytes", &[])
     };
     // The cold start (woken by a request of another shape) plans the warm-up shape too.
     answers_as_tract(&admin, "fpn", &fpn, &[f32_input("x", &[1, 1, 2, 4], 1)], models::run_tract);

@@ -42,8 +42,11 @@ fn idle_function_scales_to_zero_and_wakes() {
     }
     let metrics = admin.get("/metrics");
     let text = String::from_utf8_lossy(&metrics.body).to_string();
-    assert!(text.contains("maas_warm_functions 0"), "{text}");
-    assert!(text.contains("maas_loaded_models 0"), "{text}");
+    assert_eq!(maas_tests::metrics::sum(&text, "maas_warm_functions", &[("tenant", "acme")]), 0.0, "{text}");
+    assert_eq!(maas_tests::metrics::sum(&text, "maas_loaded_models", &[]), 0.0, "{text}");
+    assert_eq!(maas_tests::metrics::sum(&text, "maas_function_warm", &[("function", "f")]), 0.0, "{text}");
+    let cold_starts = maas_tests::metrics::sum(&text, "maas_cold_start_duration_seconds", &[("function", "f")]);
+    assert_eq!(cold_starts, 1.0, "{text}");
 
     let again = admin.post_json("/fn/acme/f", &request);
     assert_eq!(again.status, 200);
@@ -144,10 +147,13 @@ fn batching_function_runs_concurrent_requests_as_one_batch() {
     }
     assert!(largest > 1, "no request shared a batch");
     let metrics = String::from_utf8_lossy(&admin.get("/metrics").body).to_string();
-    let batched: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("maas_batched_invocations_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(batched >= largest as u64, "{metrics}");
+    // Calls whose inference ran in a batch of more than one row.
+    let batch = |le: &str| {
+        let scrape = maas_tests::metrics::parse(&metrics);
+        let sample = scrape.samples.iter().find(|s| s.metric == "maas_inference_batch_size").expect("batch sizes");
+        let prometheus_parse::Value::Histogram(buckets) = &sample.value else { panic!("{metrics}") };
+        buckets.iter().find(|b| b.less_than == le.parse::<f64>().unwrap()).unwrap().count
+    };
+    let batched = batch("+Inf") - batch("1");
+    assert!(batched >= largest as f64, "{metrics}");
 }

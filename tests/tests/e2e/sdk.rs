@@ -55,7 +55,7 @@ async fn every_call_against_a_real_server() {
     // Health, readiness, metrics, OIP health.
     admin.health().await.unwrap();
     admin.ready().await.unwrap();
-    assert!(admin.metrics().await.unwrap().contains("maas_requests_total"));
+    assert!(maas_tests::metrics::has(&admin.metrics().await.unwrap(), "maas_http_requests_total"));
     assert!(admin.clone().without_key().oip_live().await.unwrap());
     assert!(admin.clone().without_key().oip_ready().await.unwrap());
 

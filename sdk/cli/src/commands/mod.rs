@@ -14,6 +14,7 @@
 //!   invoke     TENANT FUNCTION [PATH] [--json TEXT | --body FILE|-] [-X METHOD] [-H 'K: V'] [-i]
 //!   usage      TENANT
 //!   audit      [--tenant T] [--limit N]                                      (admin)
+//!   top        [TENANT] [--interval SECS] [--once]                           (owner or admin)
 //! ```
 //!
 //! The server and key come from `--url` / `MAAS_URL` (default `http://127.0.0.1:8080`) and
@@ -29,6 +30,7 @@ mod keys;
 mod models;
 mod output;
 mod tenants;
+mod top;
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -85,6 +87,9 @@ pub enum Command {
     Functions(functions::FunctionsCommand),
     /// Call a function: prints its answer's body (`-i`: status and headers too).
     Invoke(invoke::InvokeArgs),
+    /// Watch functions live: state, requests/s, p50/p99, cold starts, errors, energy (an
+    /// owner key with a TENANT, else the admin key).
+    Top(top::TopArgs),
     /// Print a tenant's usage report (invocations, time, energy, storage) as JSON.
     Usage {
         /// The tenant.
@@ -141,6 +146,7 @@ async fn execute(global: GlobalArgs, command: Command) -> Result<(), CliError> {
         Command::Components(c) => c.run(&ctx).await,
         Command::Functions(c) => c.run(&ctx).await,
         Command::Invoke(c) => c.run(&ctx).await,
+        Command::Top(args) => top::run(&ctx, args).await,
         Command::Usage { tenant } => {
             output::json(&ctx.client.usage(&tenant).await?);
             Ok(())
