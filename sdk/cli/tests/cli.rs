@@ -490,3 +490,51 @@ fn many_distinct_shapes_keep_plan_memory_bounded() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `maas top` against a live server: with an owner key and its tenant, one frame of that
+/// tenant's functions only, with the traffic of the interval in requests/s and p50/p99.
+#[test]
+fn top_shows_a_tenants_functions_live() {
+    let server = TestServer::start();
+    let admin = server.admin();
+    let input = oip_request();
+    for tenant in ["acme", "umbrella"] {
+        assert_eq!(admin.post_json("/v1/tenants", &json!({ "name": tenant })).status, 201);
+        assert_eq!(admin.put_bytes(&format!("/v1/tenants/{tenant}/models/mlp"), &models::mlp(42)).status, 201);
+        let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" } });
+        assert_eq!(admin.put_json(&format!("/v1/tenants/{tenant}/functions/scorer"), &manifest).status, 201);
+        let r = admin.send("POST", &format!("/fn/{tenant}/scorer"), Some((input.as_bytes(), "application/json")));
+        assert_eq!(r.status, 200);
+    }
+    let key = admin.post_json("/v1/tenants/acme/keys", &json!({ "role": "owner" })).json()["key"].clone();
+    let key = key.as_str().unwrap();
+    // Calls during the interval, so that it has a rate and quantiles to show.
+    let frame = std::thread::scope(|s| {
+        let calls = s.spawn(|| {
+            for _ in 0..40 {
+                let r = admin.send("POST", "/fn/acme/scorer", Some((input.as_bytes(), "application/json")));
+                assert_eq!(r.status, 200);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        let frame = run(&server, Some(key), &["top", "acme", "--once", "--interval", "1.5"]);
+        calls.join().unwrap();
+        frame
+    });
+    let text = frame.ok();
+    eprintln!("{text}");
+    assert!(!text.contains('\x1b'), "--once draws no terminal codes: {text:?}");
+    assert!(!text.contains("umbrella"), "another tenant's function: {text}");
+    let row =
+        text.lines().find(|l| l.starts_with("acme ") && l.contains(" scorer ")).unwrap_or_else(|| panic!("{text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // TENANT FUNCTION STATE REQ/S P50 P99 COLD ERRORS ENERGY
+    assert_eq!(cells[2], "warm", "{row}");
+    let rate: f64 = cells[3].parse().unwrap();
+    assert!(rate > 1.0, "{row}");
+    assert!(cells[4].ends_with("ms") && cells[5].ends_with("ms"), "{row}");
+    assert_eq!((cells[6], cells[7]), ("1", "0"), "{row}");
+    // The owner key reads no other tenant's view, nor the whole server's.
+    run(&server, Some(key), &["top", "umbrella", "--once", "--interval", "0.1"]).fails(1, &["forbidden"]);
+    run(&server, Some(key), &["top", "--once", "--interval", "0.1"]).fails(1, &["forbidden"]);
+}

@@ -4,6 +4,7 @@
 mod exported;
 mod hardening;
 mod isolation;
+mod observability;
 mod oip;
 mod platform;
 mod scale;
