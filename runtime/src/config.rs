@@ -54,6 +54,20 @@ pub struct Config {
     /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`MAAS_LOG`). The server does not
     /// install a subscriber itself: the binary does, with this filter.
     pub log_filter: String,
+    /// How log lines are written (`MAAS_LOG_FORMAT`): text for people, or one JSON object per
+    /// line for a log pipeline.
+    pub log_format: LogFormat,
+}
+
+/// How the server writes its log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Aligned text, for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per event, with the fields of the request's span (request id, tenant,
+    /// function, status, duration, cold start).
+    Json,
 }
 
 /// Every environment variable the server reads, with what it sets. [`Config::from_lookup`]
@@ -64,6 +78,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MAAS_ADMIN_KEY", "the operator's key (default: generated into <data>/admin.key)"),
     ("MAAS_MASTER_KEY", "secret that encryption and key-hashing keys derive from (default: <data>/master.key)"),
     ("MAAS_LOG", "log filter (default info,wasmtime=warn,cranelift=warn)"),
+    ("MAAS_LOG_FORMAT", "log lines as `text` (default) or `json`, one object per line"),
     ("MAAS_WATTS_PER_CORE", "power of one busy core in watts, for energy figures (default 3.5)"),
     ("MAAS_GRID_GCO2E_PER_KWH", "carbon intensity of the grid in gCO2e/kWh, for CO2e figures (default 475)"),
     (
@@ -93,6 +108,7 @@ impl Config {
             analysis_timeout: Duration::from_secs(30),
             energy: EnergyModel::default(),
             log_filter: DEFAULT_LOG_FILTER.to_string(),
+            log_format: LogFormat::Text,
         }
     }
 
@@ -116,6 +132,13 @@ impl Config {
         config.master_key = var("MAAS_MASTER_KEY");
         if let Some(filter) = var("MAAS_LOG") {
             config.log_filter = filter;
+        }
+        if let Some(format) = var("MAAS_LOG_FORMAT") {
+            config.log_format = match format.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => bail!("MAAS_LOG_FORMAT={other:?} is neither `text` nor `json`"),
+            };
         }
         let positive = |name: &str| -> anyhow::Result<Option<f64>> {
             let Some(text) = var(name) else { return Ok(None) };
@@ -262,6 +285,7 @@ mod tests {
             ("MAAS_ADMIN_KEY", "an-admin-key"),
             ("MAAS_MASTER_KEY", "a-master-key"),
             ("MAAS_LOG", "debug"),
+            ("MAAS_LOG_FORMAT", "json"),
             ("MAAS_WATTS_PER_CORE", "7.5"),
             ("MAAS_GRID_GCO2E_PER_KWH", "120"),
             ("MAAS_ANALYSIS_TIMEOUT_S", "2.5"),
@@ -273,13 +297,15 @@ mod tests {
         assert_eq!(config.admin_key.as_deref(), Some("an-admin-key"));
         assert_eq!(config.master_key.as_deref(), Some("a-master-key"));
         assert_eq!(config.log_filter, "debug");
+        assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.energy.watts_per_core, 7.5);
         assert_eq!(config.energy.grid_gco2e_per_kwh, 120.0);
         assert_eq!(config.analysis_timeout, Duration::from_millis(2500));
         // Each variable above moved its field off the default, so each one is read.
         assert_ne!(config.listen, defaults.listen);
         assert_ne!(config.energy, defaults.energy);
-        assert_eq!(ENV_VARS.len(), 8, "a variable added to ENV_VARS needs a line in this test");
+        assert_ne!(config.log_format, defaults.log_format);
+        assert_eq!(ENV_VARS.len(), 9, "a variable added to ENV_VARS needs a line in this test");
     }
 
     #[test]
@@ -289,6 +315,8 @@ mod tests {
         assert_eq!((config.listen, &config.data_dir), (defaults.listen, &defaults.data_dir));
         assert_eq!((config.admin_key, config.log_filter.as_str()), (None, DEFAULT_LOG_FILTER));
         assert_eq!(config.energy, EnergyModel::default());
+        let format = from(&[("MAAS_LOG_FORMAT", "xml")]).unwrap_err().to_string();
+        assert!(format.contains("MAAS_LOG_FORMAT"), "{format}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use maas_registry::{FunctionRecord, ModelVersion};
 use maas_types::names::validate_function_name;
 use maas_types::{ComponentRef, Limits, Manifest, ModelRef, Quota, Scale, Tenant};
+use tracing::Instrument;
 
 use crate::admission::{Caller, TENANT_QUEUE_DEPTH, TenantPermit, Ticket};
 use crate::cpu::thread_cpu;
@@ -104,10 +105,17 @@ impl Platform {
         let wait = Duration::from_millis(record.manifest.limits.queue_timeout_ms);
         let queued = Instant::now();
         let until = queued + wait;
-        let place = self.scaler.queue(slot, ticket.is_anonymous(), wait).await?;
-        let left = until.saturating_duration_since(Instant::now());
-        let tenant = self.admission.enter(&record.tenant, quota, &ticket, TENANT_QUEUE_DEPTH, left).await?;
+        let admitted = async {
+            let place = self.scaler.queue(slot, ticket.is_anonymous(), wait).await?;
+            let left = until.saturating_duration_since(Instant::now());
+            let tenant = self.admission.enter(&record.tenant, quota, &ticket, TENANT_QUEUE_DEPTH, left).await?;
+            Ok::<_, Error>((place, tenant))
+        }
+        .instrument(tracing::debug_span!("admission"))
+        .await;
+        // Refused waits too: they are the longest.
         slot.series().waited(Queue::Admission, queued.elapsed());
+        let (place, tenant) = admitted?;
         let running = self.scaler.start(slot, place);
         Ok(Admitted { platform: self.clone(), slot: slot.clone(), started, running, _tenant: tenant, _ticket: ticket })
     }
@@ -190,7 +198,8 @@ impl Admitted {
             sample.cpu += cpu;
             slot.series().waited(Queue::Pool, waited);
             if woken.cold {
-                let run = invoked.elapsed();
+                // The first run: instance, guest, inference; not the wait for a pool worker.
+                let run = invoked.elapsed().saturating_sub(waited);
                 cold_start = Some(ColdStart { component: warm.wake_component, models: warm.wake_models, run });
                 if woken.woke {
                     slot.series().cold_start(warm.wake_time + run, warm.wake_component, warm.wake_models, run);

@@ -12,7 +12,7 @@
 //! | HTTP | [`api`] | the route table, authorization, parsing, rendering, errors → status codes |
 //! | domain | [`platform`], [`invocation`], [`scale`], [`auth`], [`admission`], [`queue`], [`metering`], [`config`], [`error`] | what a request does, with its limits, in the platform's own terms; its one error type |
 //! | engines | [`host`], [`inference`], [`trust`] | wasmtime, tract, explanations and audits |
-//! | below | [`pool`], [`cpu`], [`metrics`], `memory`, `maas-registry`, `maas-types` | the bounded pool, the CPU clock, counters, the allocator policy, the store, the wire types |
+//! | below | [`pool`], [`cpu`], [`metrics`], [`telemetry`], `memory`, `maas-registry`, `maas-types` | the bounded pool, the CPU clock, metrics, logs and traces, the allocator policy, the store, the wire types |
 //!
 //! One invocation, `POST /fn/acme/classify`:
 //!
@@ -60,9 +60,11 @@ pub mod pool;
 pub mod queue;
 pub mod scale;
 pub mod server;
+pub mod telemetry;
 pub mod trust;
 
 pub use config::Config;
 pub use error::{Error, Result};
 pub use platform::Platform;
 pub use server::{Server, shutdown_signal};
+pub use telemetry::Telemetry;

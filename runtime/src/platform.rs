@@ -219,7 +219,7 @@ impl Platform {
         self.pool
             .run_for(&tenant.clone(), move || -> Result<()> {
                 platform.registry.delete_model(&tenant, &name, version)?;
-                platform.metrics.forget_model(&tenant, &name, version);
+                platform.scaler.model_removed(&tenant, &name, version);
                 tracing::info!(tenant, model = name, version, "model deleted");
                 let target = version.map_or_else(|| name.clone(), |v| format!("{name}@{v}"));
                 platform.record(&actor, "model.delete", Some(&tenant), &target, json!({}));

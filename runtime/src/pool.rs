@@ -201,16 +201,18 @@ impl Pool {
     }
 
     /// Runs `job`, work of `tenant`, on a blocking thread once a slot is free and it is the
-    /// tenant's turn; waiting callers queue here, not on threads.
+    /// tenant's turn; waiting callers queue here, not on threads. The job runs inside the
+    /// caller's tracing span, so its logs and spans belong to the caller's request.
     pub async fn run_for<T, F>(&self, tenant: &str, job: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
         let slot = self.acquire(tenant).await?;
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            job()
+            span.in_scope(job)
         })
         .await
         .map_err(|e| Error::internal(format!("a pool job failed: {e}")))

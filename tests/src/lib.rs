@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod metrics;
+pub mod otlp;
 
 pub use maas_fixtures as models;
 pub use maas_fixtures::oip_binary_body;

@@ -36,12 +36,7 @@ pub(super) async fn invoke(platform: Arc<Platform>, call: Call) -> Result<Respon
         }
         p => {
             if let Err(e) = p.require_member(tenant) {
-                // Counted only for a function the server already holds: a label is never made
-                // from a name another tenant's key chose.
-                return Err(match platform.scaler.held(tenant, function) {
-                    Some(slot) => refused(&slot, e),
-                    None => e,
-                });
+                return Err(refused_held(&platform, &call.params, e));
             }
             platform
                 .scaler
@@ -66,6 +61,15 @@ pub(super) async fn invoke(platform: Arc<Platform>, call: Call) -> Result<Respon
     };
     let (admitted, request) = admitted.await.map_err(|e| refused(&slot, e))?;
     Ok(render(admitted.invoke(request).await))
+}
+
+/// [`refused`] for the function the path names, if the server already holds it: a label is
+/// never made from a name a caller without a key of the tenant chose.
+pub(super) fn refused_held(platform: &Platform, params: &super::routes::Params, e: Error) -> Error {
+    match platform.scaler.held(params.get("tenant"), params.get("function")) {
+        Some(slot) => refused(&slot, e),
+        None => e,
+    }
 }
 
 /// Counts `e`, if it is a refusal, in the metrics of `slot`'s function, and returns it.

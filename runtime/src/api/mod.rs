@@ -105,7 +105,10 @@ where
         function = tracing::field::Empty,
         status = tracing::field::Empty,
         duration_us = tracing::field::Empty,
+        cold_start = tracing::field::Empty,
+        otel.kind = "server",
     );
+    crate::telemetry::set_parent(&span, req.headers());
     if let Found::Route(_, params) = &found {
         for name in ["tenant", "function"] {
             if let Some(value) = params.opt(name) {
@@ -130,11 +133,17 @@ where
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    if let Some(traceparent) = crate::telemetry::traceparent(&span) {
+        response.headers_mut().insert("traceparent", traceparent);
+    }
     // Metered work says what to stamp. An invocation refused before it reached its function
     // gets the headers too, with no energy, except a 401/403/404: its timing would tell a
     // private function from a missing one.
     let status = response.status();
     let stamp = response.extensions_mut().remove::<Stamp>();
+    if let Some(cold) = stamp.as_ref().and_then(|s| s.cold_start) {
+        span.record("cold_start", cold);
+    }
     match stamp {
         Some(stamp) => response::stamp(response.headers_mut(), &stamp, started.elapsed()),
         None if invocation && !matches!(status.as_u16(), 401 | 403 | 404) => {
@@ -164,7 +173,16 @@ async fn dispatch(
         return run(platform, found, Principal::Anonymous, request, request_id, started, None).await;
     }
     let authorization = request.headers().get(http::header::AUTHORIZATION).map(HeaderValue::as_bytes);
-    let principal = platform.auth.authenticate(&platform.registry, authorization)?;
+    let authenticated =
+        tracing::debug_span!("auth").in_scope(|| platform.auth.authenticate(&platform.registry, authorization));
+    let principal = match (authenticated, &found) {
+        (Ok(principal), _) => principal,
+        // A bad key on an invocation is a refusal of that function.
+        (Err(e), Found::Route(route, params)) if route.access == Access::Invoke => {
+            return Err(invoke::refused_held(platform, params, e));
+        }
+        (Err(e), _) => return Err(e),
+    };
     let admitted = matches!(&found, Found::Route(route, _) if route.admitted);
     if !admitted {
         // Every other request of a tenant key costs one token of the tenant's rate; the admin is

@@ -92,6 +92,9 @@ pub(super) async fn infer(platform: Arc<Platform>, call: Call) -> Result<Respons
     let tenant = key_tenant(&call)?.clone();
     let found = model_version(&platform, &tenant.name, &call)?;
     let slot = platform.oip_slot(&tenant, &found);
+    let span = tracing::Span::current();
+    span.record("tenant", tenant.name.as_str());
+    span.record("function", slot.record().name.as_str());
     let admitted = async {
         let mut ticket = platform.charge(&slot, &tenant.quota, Caller::Keyed)?;
         let path = call.request.uri().path().to_string();

@@ -32,28 +32,27 @@ pub(super) async fn tenant_metrics(platform: Arc<Platform>, call: Call) -> Resul
     Ok(exposition(&platform, Some(&call.tenant()?.name)))
 }
 
-/// The exposition of `tenant`'s series, or of all, with the gauges read now.
+/// The exposition of `tenant`'s series, or of all, with the gauges read now (the exposition
+/// keeps only the tenant's).
 fn exposition(platform: &Arc<Platform>, tenant: Option<&str>) -> Response<Body> {
-    let shown = |t: &str| tenant.is_none_or(|only| only == t);
     let functions = platform
         .scaler
         .slots()
         .into_iter()
-        .filter_map(|slot| {
+        .map(|slot| {
             let record = slot.record();
-            shown(&record.tenant).then(|| FunctionGauge {
+            FunctionGauge {
                 tenant: record.tenant.clone(),
                 function: record.name.clone(),
                 warm: slot.warm_state().is_some(),
                 instances: slot.in_flight(),
-            })
+            }
         })
         .collect();
     let models = platform
         .models()
         .loaded()
         .into_iter()
-        .filter(|(key, _)| shown(&key.tenant))
         .map(|(key, model)| ModelGauge {
             model: key.label(),
             tenant: key.tenant,

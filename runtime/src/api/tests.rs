@@ -240,7 +240,7 @@ async fn idle_functions_scale_to_zero_and_wake_again() {
     };
     assert_eq!(h.json(Method::POST, "/fn/acme/f", Some(&invoker), mlp_request()).await.status, 200);
     assert_eq!(status(&h).state, maas_types::FunctionState::Warm);
-    assert_eq!(h.platform.models().loaded_count(), 1);
+    assert_eq!(h.platform.models().loaded().len(), 1);
 
     // Not yet idle long enough: nothing goes.
     assert_eq!(h.platform.scaler.reap_at(0).1, 0);
@@ -248,7 +248,7 @@ async fn idle_functions_scale_to_zero_and_wake_again() {
     let (_, dropped) = h.platform.scaler.reap_at(u64::MAX / 2);
     assert_eq!(dropped, 1);
     assert_eq!(status(&h).state, maas_types::FunctionState::Cold);
-    assert_eq!(h.platform.models().loaded_count(), 0, "the model is freed with the last warm function");
+    assert_eq!(h.platform.models().loaded().len(), 0, "the model is freed with the last warm function");
 
     // The next request wakes it again.
     let again = h.json(Method::POST, "/fn/acme/f", Some(&invoker), mlp_request()).await;

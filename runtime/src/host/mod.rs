@@ -208,7 +208,10 @@ impl Host {
         limits: Limits,
         req: Request,
     ) -> Result<(Response, InvocationReport), InvokeError> {
-        self.instance(pre, caps, limits)?.handle(&req)
+        let _instance = tracing::debug_span!("instance").entered();
+        let instance = self.instance(pre, caps, limits)?;
+        let _guest = tracing::debug_span!("guest").entered();
+        instance.handle(&req)
     }
 
     /// A fresh instance of `pre`: a new `Store` granting `caps`, under `limits`, with its

@@ -146,13 +146,25 @@ impl maas::function::inference::Host for HostState {
     fn infer(&mut self, alias: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
         let bound = self.model(&alias)?.clone();
         let inputs: Vec<RawTensor> = inputs.into_iter().map(from_wit).collect();
+        // The model and the shapes, never the data.
+        let span = tracing::debug_span!(
+            "infer",
+            model = %bound.label,
+            shapes = tracing::field::Empty,
+            batch_size = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
+            span.record("shapes", tracing::field::debug(&shapes));
+        }
+        let _span = span.enter();
         let (started, cpu) = (Instant::now(), crate::cpu::thread_cpu());
         let result = match self.caps.batching {
             Some(policy) => {
                 let own_rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(0);
                 let (result, rows) = bound.model.run_batched(inputs, policy, self.run_limits());
                 if rows > 0 {
-                    bound.model.series().batch(rows);
+                    span.record("batch_size", rows);
                 }
                 self.report.batch_rows = self.report.batch_rows.max(rows);
                 self.report.batch_shared |= rows > own_rows;

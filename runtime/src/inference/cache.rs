@@ -67,11 +67,6 @@ impl ModelCache {
         loaded.iter().filter_map(|(key, weak)| Some((key.clone(), weak.upgrade()?))).collect()
     }
 
-    /// What the per-shape plans of its models hold together, and may.
-    pub fn plan_budget(&self) -> &PlanBudget {
-        &self.budget
-    }
-
     /// The loaded model for `key`, loading it with `bytes` and the version's `declared` input
     /// specs (one tensor at most `max_bytes`, see [`LoadedModel::load_within`]) when no warm
     /// function holds it. Runs on a blocking thread: loading parses and optimizes.
@@ -102,10 +97,5 @@ impl ModelCache {
     /// The loaded model for `key`, if some warm function holds it.
     pub fn get(&self, key: &ModelKey) -> Option<Arc<LoadedModel>> {
         self.loaded.lock().expect("model cache lock").get(key).and_then(Weak::upgrade)
-    }
-
-    /// Number of models currently loaded (held by at least one warm function).
-    pub fn loaded_count(&self) -> usize {
-        self.loaded.lock().expect("model cache lock").values().filter(|w| w.strong_count() > 0).count()
     }
 }

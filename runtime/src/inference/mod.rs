@@ -416,6 +416,7 @@ impl LoadedModel {
             // batch runs for all its callers, under the model's cap rather than one caller's
             // limits: each caller's own deadline still stops its function once it returns.
             let rows = inputs[0].shape[0];
+            self.series.batch(rows);
             let padded = if merged { rows.next_power_of_two().min(policy.max_batch_size) } else { rows };
             let (limit, deadline) = if merged { (self.max_bytes, None) } else { (limit, deadline) };
             inputs.iter_mut().for_each(|input| input.pad_rows(padded));

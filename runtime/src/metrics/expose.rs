@@ -282,14 +282,14 @@ impl Exposition {
         family(
             encoder,
             "maas_inference_duration_seconds",
-            "Time of one inference call in tract.",
+            "Time of one inference call (in tract; with batching, the wait to gather its batch too).",
             MetricType::Histogram,
             series.iter().map(|((t, m), s)| (labels(t, "model", m), &s.inference)),
         )?;
         family(
             encoder,
             "maas_inference_batch_size",
-            "Rows of the batches dynamic batching ran.",
+            "Rows of each run of dynamic batching (one caller's, or several merged).",
             MetricType::Histogram,
             series.iter().map(|((t, m), s)| (labels(t, "model", m), &s.batch_size)),
         )?;

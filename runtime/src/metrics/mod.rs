@@ -202,12 +202,12 @@ impl Default for ModelSeries {
 }
 
 impl ModelSeries {
-    /// One inference call took `duration`.
+    /// One inference call took `duration` (with batching, the wait to gather its batch too).
     pub fn inferred(&self, duration: Duration) {
         self.inference.observe(duration.as_secs_f64());
     }
 
-    /// A batched inference ran `rows` rows.
+    /// A run of dynamic batching ran `rows` rows (one caller's, or several merged).
     pub fn batch(&self, rows: usize) {
         self.batch_size.observe(rows as f64);
     }
@@ -249,6 +249,18 @@ impl Default for Metrics {
             host_energy: Mutex::default(),
         }
     }
+}
+
+/// Whether `label` (`name@version`) is model `name`'s `version` (`None`: any version).
+fn is_version(label: &str, name: &str, version: Option<u32>) -> bool {
+    let Some(rest) = label.strip_prefix(name).and_then(|rest| rest.strip_prefix('@')) else { return false };
+    version.is_none_or(|v| rest == v.to_string())
+}
+
+/// Whether `function` is the Open Inference Protocol endpoint (`v2:name@version`) of model
+/// `name`'s `version` (`None`: any version).
+pub fn is_endpoint(function: &str, name: &str, version: Option<u32>) -> bool {
+    function.strip_prefix("v2:").is_some_and(|label| is_version(label, name, version))
 }
 
 /// The `function` label of energy spent on model work in the host rather than in a function
@@ -295,15 +307,10 @@ impl Metrics {
     /// Model `name`'s `version` (`None`: every version) is gone: its series go, and those of
     /// its Open Inference Protocol endpoint (the implicit function `v2:name@version`).
     pub fn forget_model(&self, tenant: &str, name: &str, version: Option<u32>) {
-        let matches = |label: &str| {
-            let Some(rest) = label.strip_prefix(name).and_then(|rest| rest.strip_prefix('@')) else { return false };
-            version.is_none_or(|v| rest == v.to_string())
-        };
-        self.models.lock().expect("metrics lock").retain(|(t, m), _| t != tenant || !matches(m));
-        self.functions
-            .lock()
-            .expect("metrics lock")
-            .retain(|(t, f), _| t != tenant || !f.strip_prefix("v2:").is_some_and(matches));
+        let label = |m: &str| is_version(m, name, version);
+        self.models.lock().expect("metrics lock").retain(|(t, m), _| t != tenant || !label(m));
+        let endpoint = |f: &str| is_endpoint(f, name, version);
+        self.functions.lock().expect("metrics lock").retain(|(t, f), _| t != tenant || !endpoint(f));
     }
 
     /// The tenant is gone: every series of it goes.

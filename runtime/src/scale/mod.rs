@@ -252,6 +252,14 @@ impl Scaler {
         self.metrics.forget_function(tenant, function);
     }
 
+    /// Model `name`'s `version` (`None`: the whole model) was deleted: its Open Inference
+    /// Protocol endpoints go, and the model's series.
+    pub fn model_removed(&self, tenant: &str, name: &str, version: Option<u32>) {
+        let mut slots = self.slots.lock().expect("scaler lock");
+        slots.retain(|(t, f), _| t != tenant || !crate::metrics::is_endpoint(f, name, version));
+        self.metrics.forget_model(tenant, name, version);
+    }
+
     /// A tenant was deleted: forget all its functions.
     pub fn tenant_removed(&self, tenant: &str) {
         self.slots.lock().expect("scaler lock").retain(|(t, _), _| t != tenant);
@@ -320,8 +328,11 @@ impl Scaler {
             async move {
                 let pool = scaler.pool.clone();
                 let tenant = record.tenant.clone();
-                pool.run_for(&tenant, move || wake::wake(&scaler.host, &scaler.registry, &scaler.models, &record))
-                    .await?
+                pool.run_for(&tenant, move || {
+                    tracing::debug_span!("cold_start")
+                        .in_scope(|| wake::wake(&scaler.host, &scaler.registry, &scaler.models, &record))
+                })
+                .await?
             }
         })
         .await
@@ -348,11 +359,6 @@ impl Scaler {
         *slot.warm.lock().expect("slot lock") = Some(warm.clone());
         self.turned_warm.notify_one();
         Ok(Woken { warm, cold: true, woke: true })
-    }
-
-    /// Number of warm functions.
-    pub fn warm_count(&self) -> usize {
-        self.slots.lock().expect("scaler lock").values().filter(|s| s.warm_state().is_some()).count()
     }
 
     /// Starts the reaper task; it stops when the scaler is dropped.

@@ -45,12 +45,16 @@ pub(super) fn wake(host: &Host, registry: &Registry, models: &ModelCache, record
     let (started, cpu) = (Instant::now(), thread_cpu());
     let tenant = &record.tenant;
     let manifest = &record.manifest;
-    let component = match host.builtin_for(&manifest.component) {
-        Some(component) => component,
-        None => load_component(host, registry, tenant, &manifest.component)?,
-    };
-    let pre = host.prepare(&component).map_err(Error::internal)?;
+    let span = tracing::debug_span!("component");
+    let pre = span.in_scope(|| {
+        let component = match host.builtin_for(&manifest.component) {
+            Some(component) => component,
+            None => load_component(host, registry, tenant, &manifest.component)?,
+        };
+        host.prepare(&component).map_err(Error::internal)
+    })?;
     let wake_component = started.elapsed();
+    let _models = tracing::debug_span!("models").entered();
 
     let quota = registry.tenant(tenant)?.ok_or_else(|| Error::internal(format!("tenant {tenant} is gone")))?.quota;
     let mut bound = HashMap::new();

@@ -24,8 +24,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server. Its environment: MAAS_LISTEN, MAAS_DATA, MAAS_ADMIN_KEY, MAAS_MASTER_KEY,
-    /// MAAS_LOG, MAAS_WATTS_PER_CORE, MAAS_GRID_GCO2E_PER_KWH, MAAS_ANALYSIS_TIMEOUT_S (see the
-    /// README).
+    /// MAAS_LOG, MAAS_LOG_FORMAT, MAAS_WATTS_PER_CORE, MAAS_GRID_GCO2E_PER_KWH,
+    /// MAAS_ANALYSIS_TIMEOUT_S, and for trace export the standard OTEL_EXPORTER_OTLP_ENDPOINT
+    /// and OTEL_SERVICE_NAME (see the README).
     Serve {
         /// Address to listen on [default: MAAS_LISTEN, or 127.0.0.1:8080].
         #[arg(long)]
@@ -69,20 +70,20 @@ fn serve(listen: Option<SocketAddr>, data: Option<PathBuf>) -> anyhow::Result<()
     config.data_dir = data.unwrap_or(config.data_dir);
     // Uploaded models are analysed by this binary again, in a process of their own.
     config.analyzer_program = Some(std::env::current_exe()?);
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
-        .with_writer(std::io::stderr)
-        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(config.max_blocking * 2 + 8)
         .build()?;
     runtime.block_on(async {
+        // Inside the runtime: the trace exporter sends on it.
+        let telemetry = maas_runtime::Telemetry::init(&config)?;
         let server = maas_runtime::Server::bind(config).await?;
         if let Some(path) = server.admin_key_file() {
             println!("admin key: {}", path.display());
         }
         println!("listening on http://{}", server.local_addr());
-        server.run(maas_runtime::shutdown_signal()).await
+        let served = server.run(maas_runtime::shutdown_signal()).await;
+        telemetry.shutdown().await;
+        served
     })
 }

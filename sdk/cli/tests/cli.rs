@@ -356,6 +356,11 @@ fn the_readme_names_only_variables_that_are_read() {
 /// `maas serve` in a process of its own over `data`, with the test keys and `env`; returns
 /// the child and its address.
 fn serve(data: &Path, env: &[(&str, &str)]) -> (std::process::Child, std::net::SocketAddr) {
+    serve_logging_to(data, env, Stdio::piped())
+}
+
+/// [`serve`] with the server's log lines going to `stderr`.
+fn serve_logging_to(data: &Path, env: &[(&str, &str)], stderr: Stdio) -> (std::process::Child, std::net::SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_maas"))
         .arg("serve")
         .env("MAAS_LISTEN", "127.0.0.1:0")
@@ -364,7 +369,7 @@ fn serve(data: &Path, env: &[(&str, &str)]) -> (std::process::Child, std::net::S
         .env("MAAS_MASTER_KEY", maas_tests::TEST_MASTER_KEY)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -537,4 +542,149 @@ fn top_shows_a_tenants_functions_live() {
     // The owner key reads no other tenant's view, nor the whole server's.
     run(&server, Some(key), &["top", "umbrella", "--once", "--interval", "0.1"]).fails(1, &["forbidden"]);
     run(&server, Some(key), &["top", "--once", "--interval", "0.1"]).fails(1, &["forbidden"]);
+}
+
+/// Stops a server started by [`serve`] with SIGTERM; it exits cleanly.
+fn stop(child: std::process::Child) -> Output {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// A tenant `acme` with the seed model behind function `f`; returns its owner key.
+fn acme_with_f(admin: &maas_tests::Client) -> String {
+    assert_eq!(admin.post_json("/v1/tenants", &json!({ "name": "acme" })).status, 201);
+    let owner = admin.post_json("/v1/tenants/acme/keys", &json!({ "role": "owner" })).json()["key"].clone();
+    assert_eq!(admin.put_bytes("/v1/tenants/acme/models/mlp", &models::mlp(42)).status, 201);
+    let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" } });
+    assert_eq!(admin.put_json("/v1/tenants/acme/functions/f", &manifest).status, 201);
+    owner.as_str().unwrap().to_string()
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, an invocation's spans reach the collector with their
+/// structure (request → auth, admission, cold start → component, models, instance → guest →
+/// infer), under the caller's trace, and the answer names the server's span in `traceparent`.
+#[test]
+fn traces_reach_an_otlp_collector_with_their_structure() {
+    let collector = maas_tests::otlp::Receiver::start();
+    let data = tempfile::tempdir().unwrap();
+    let endpoint = collector.endpoint();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "maas-under-test"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let (child, addr) = serve(data.path(), &env);
+    let admin = maas_tests::Client::admin_at(addr);
+    acme_with_f(&admin);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace}-{caller}-01");
+    let body = oip_request();
+    let answer = admin.send_with_headers(
+        "POST",
+        "/fn/acme/f",
+        &[("traceparent", traceparent.as_str())],
+        Some((body.as_bytes(), "application/json")),
+    );
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.header("x-maas-cold-start"), Some("true"));
+    // The answer's traceparent: the same trace, the server's span.
+    let returned = answer.header("traceparent").expect("a traceparent in the answer").to_string();
+    let parts: Vec<&str> = returned.split('-').collect();
+    assert_eq!((parts.len(), parts[0], parts[1], parts[3]), (4, "00", trace, "01"), "{returned}");
+    assert_ne!(parts[2], caller, "{returned}");
+
+    let expected = ["request", "auth", "admission", "cold_start", "component", "models", "instance", "guest", "infer"];
+    let spans = collector.trace(trace, std::time::Duration::from_secs(20), |spans| {
+        expected.iter().all(|name| spans.iter().any(|s| s.name == *name))
+    });
+    let named = |name: &str| {
+        let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
+        assert_eq!(found.len(), 1, "one {name} span in {spans:#?}");
+        found[0].clone()
+    };
+    let request = named("request");
+    assert_eq!(request.parent_span_id, caller, "the caller's span is the request's parent");
+    assert_eq!(request.span_id, parts[2], "the answer names the request's span");
+    assert_eq!(request.service, "maas-under-test");
+    assert_eq!(request.attributes.get("route").map(String::as_str), Some("/fn/{tenant}/{function}"));
+    for (child, parent) in [
+        ("auth", "request"),
+        ("admission", "request"),
+        ("cold_start", "request"),
+        ("component", "cold_start"),
+        ("models", "cold_start"),
+        ("instance", "request"),
+        ("guest", "instance"),
+        ("infer", "guest"),
+    ] {
+        assert_eq!(named(child).parent_span_id, named(parent).span_id, "{child} is a child of {parent}: {spans:#?}");
+    }
+    let infer = named("infer");
+    assert_eq!(infer.attributes.get("model").map(String::as_str), Some("mlp@1"), "{infer:?}");
+    assert_eq!(infer.attributes.get("shapes").map(String::as_str), Some("[[1, 100]]"), "{infer:?}");
+    // The model, the shapes: never the data.
+    for span in &spans {
+        for value in span.attributes.values() {
+            assert!(!value.contains("0.01"), "{span:?}");
+        }
+    }
+    // A request without a traceparent starts a trace of its own.
+    let second = admin.post_json("/fn/acme/f", &serde_json::from_str(&body).unwrap());
+    let own = second.header("traceparent").expect("a traceparent").to_string();
+    assert!(!own.contains(trace), "{own}");
+    stop(child);
+}
+
+/// `MAAS_LOG_FORMAT=json`: one JSON object per line, the request's fields on each line of a
+/// request, and never a payload or a key, at the server's most verbose level.
+#[test]
+fn json_logs_carry_the_request_and_never_the_payload() {
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let env = [("MAAS_LOG_FORMAT", "json"), ("MAAS_LOG", "info,maas_runtime=debug,maas_registry=debug")];
+    let (child, addr) = serve_logging_to(&data.path().join("data"), &env, Stdio::from(log));
+    let admin = maas_tests::Client::admin_at(addr);
+    let owner_key = acme_with_f(&admin);
+    let owner = maas_tests::Client::new(addr, Some(owner_key.clone()));
+    let marker = "PAYLOAD-MARKER-5f1d";
+    let data_values: Vec<f32> = (0..100).map(|i| 1234.5 + i as f32).collect();
+    let with_marker = json!({ "id": marker, "parameters": { "note": marker },
+                              "inputs": [{ "name": "input", "shape": [1, 100], "datatype": "FP32", "data": data_values }] });
+    let cold = owner.post_json("/fn/acme/f", &with_marker);
+    assert_eq!(cold.status, 200, "{}", String::from_utf8_lossy(&cold.body));
+    assert!(String::from_utf8_lossy(&cold.body).contains(marker), "the function saw the payload");
+    assert_eq!(owner.post_json("/fn/acme/f", &with_marker).status, 200);
+    // Refused and failing requests log no payload either.
+    let bad = owner.send("POST", "/fn/acme/f", Some((format!("{{\"{marker}\": [").as_bytes(), "application/json")));
+    assert_eq!(bad.status, 400);
+    assert_eq!(owner.post_json("/v2/models/mlp/infer", &with_marker).status, 200);
+    let request_id = cold.header("x-request-id").unwrap().to_string();
+    stop(child);
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains(marker), "a payload reached the logs: {text}");
+    assert!(!text.contains("1234.5"), "tensor data reached the logs: {text}");
+    assert!(!text.contains(&owner_key) && !text.contains(maas_tests::ADMIN_KEY), "a key reached the logs: {text}");
+    let lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}"))).collect();
+    assert!(lines.len() > 5, "{text}");
+    let done = lines
+        .iter()
+        .find(|l| l["message"] == "done" && l["span"]["request_id"] == request_id.as_str())
+        .unwrap_or_else(|| panic!("no line for request {request_id}: {text}"));
+    let span = &done["span"];
+    assert_eq!((span["tenant"].as_str(), span["function"].as_str()), (Some("acme"), Some("f")), "{done}");
+    assert_eq!((span["status"].as_u64(), span["cold_start"].as_bool()), (Some(200), Some(true)), "{done}");
+    assert!(span["duration_us"].as_u64().is_some_and(|d| d > 0), "{done}");
+    assert!(lines.iter().any(|l| l["span"]["cold_start"] == false && l["span"]["function"] == "f"), "{text}");
+    // Lines logged deeper down (the cold start, on a pool thread) carry the request's id too.
+    let woke = lines
+        .iter()
+        .find(|l| l["message"] == "cold start" && l["function"] == "f")
+        .unwrap_or_else(|| panic!("no cold start line: {text}"));
+    assert_eq!(woke["spans"][0]["request_id"], request_id.as_str(), "{woke}");
 }

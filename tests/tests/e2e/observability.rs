@@ -33,7 +33,8 @@ fn workload(server: &TestServer) -> (Client, Client) {
     let digest = upload_component(&admin, "acme", "maas_fn_misbehave");
     deploy(&admin, "acme", "trap", json!({ "component": digest, "config": { "mode": "/trap" } }));
     assert_eq!(admin.post_json("/fn/acme/trap", &json!({})).status, 500);
-    let batching = json!({ "component": "builtin:tensor", "models": { "model": "mlp" },
+    upload(&admin, "acme", "mlpb", &models::mlp_batch(3));
+    let batching = json!({ "component": "builtin:tensor", "models": { "model": "mlpb" },
                            "batching": { "max_batch_size": 4, "max_queue_delay_us": 1000 } });
     assert_eq!(deploy(&admin, "acme", "batched", batching).status, 201);
     assert_eq!(admin.post_json("/fn/acme/batched", &input).status, 200);
@@ -44,6 +45,8 @@ fn workload(server: &TestServer) -> (Client, Client) {
     assert_eq!(explained.status, 200, "{}", String::from_utf8_lossy(&explained.body));
     // A key of acme calling umbrella's function: refused, counted against umbrella's function.
     assert_eq!(acme.post_json("/fn/umbrella/f", &input).status, 403);
+    // A key that is no key at all, on a function the server holds: refused, counted too.
+    assert_eq!(server.client("maas_not-a-key").post_json("/fn/acme/f", &input).status, 401);
     (admin, acme)
 }
 
@@ -60,6 +63,7 @@ fn metrics_are_labelled_and_a_tenant_sees_only_its_own() {
     assert_eq!(sum(&all, "maas_invocations_total", &trapped), 1.0, "{all}");
     let refused = [("tenant", "umbrella"), ("function", "f"), ("reason", "auth")];
     assert_eq!(sum(&all, "maas_invocations_rejected_total", &refused), 1.0, "{all}");
+    assert_eq!(sum(&all, "maas_invocations_rejected_total", &with(("reason", "auth"))), 1.0, "{all}");
     assert_eq!(sum(&all, "maas_invocation_duration_seconds", &f), 3.0, "{all}");
     assert_eq!(sum(&all, "maas_cold_start_duration_seconds", &f), 1.0, "{all}");
     assert_eq!(sum(&all, "maas_cold_start_phase_duration_seconds", &with(("phase", "models"))), 1.0, "{all}");
@@ -68,9 +72,11 @@ fn metrics_are_labelled_and_a_tenant_sees_only_its_own() {
     let oip = [("tenant", "acme"), ("function", "v2:mlp@1"), ("outcome", "ok")];
     assert_eq!(sum(&all, "maas_invocations_total", &oip), 1.0, "{all}");
     let model = [("tenant", "acme"), ("model", "mlp@1")];
-    // Three calls of f, one of batched, one OIP call; explanations run the model in the host.
-    assert!(sum(&all, "maas_inference_duration_seconds", &model) >= 5.0, "{all}");
-    assert_eq!(sum(&all, "maas_inference_batch_size", &model), 1.0, "{all}");
+    // Three calls of f, one OIP call; explanations run the model in the host.
+    assert_eq!(sum(&all, "maas_inference_duration_seconds", &model), 4.0, "{all}");
+    let batched = [("tenant", "acme"), ("model", "mlpb@1")];
+    assert_eq!(sum(&all, "maas_inference_batch_size", &batched), 1.0, "one run of the batching function: {all}");
+    assert_eq!(sum(&all, "maas_inference_batch_size", &model), 0.0, "{all}");
     assert_eq!(sum(&all, "maas_plan_builds_total", &model), 1.0, "one general plan: {all}");
     assert!(sum(&all, "maas_loaded_model_bytes", &model) > 0.0, "{all}");
     assert!(sum(&all, "maas_energy_joules_total", &f) > 0.0, "{all}");
@@ -102,10 +108,18 @@ fn metrics_are_labelled_and_a_tenant_sees_only_its_own() {
     assert!(!theirs.contains("acme") && has(&theirs, "maas_invocations_total"), "{theirs}");
     assert_eq!(acme.get("/metrics").status, 403);
 
-    // A deleted function's series go with it.
+    // A deleted function's series go with it, and a deleted model's with its OIP endpoint.
     assert_eq!(acme.delete("/v1/tenants/acme/functions/trap").status, 204);
+    upload(&admin, "acme", "other", &models::mlp(5));
+    let input = oip_request("input", &[1, 100], &models::seeded_input(2, &[1, 100]));
+    assert_eq!(acme.post_json("/v2/models/other/infer", &input).status, 200);
+    let before = String::from_utf8(admin.get("/metrics").body).unwrap();
+    assert!(before.contains("\"v2:other@1\"") && before.contains("model=\"other@1\""), "{before}");
+    assert_eq!(acme.delete("/v1/tenants/acme/models/other").status, 204);
     let after = String::from_utf8(admin.get("/metrics").body).unwrap();
     assert!(!after.contains("function=\"trap\""), "{after}");
+    assert!(!after.contains("other@1"), "{after}");
+    assert!(after.contains("model=\"mlp@1\""), "{after}");
 }
 
 /// Every metric name in a PromQL expression: identifiers followed by `{`, `[`, `)` or the end,

@@ -147,13 +147,15 @@ fn batching_function_runs_concurrent_requests_as_one_batch() {
     }
     assert!(largest > 1, "no request shared a batch");
     let metrics = String::from_utf8_lossy(&admin.get("/metrics").body).to_string();
-    // Calls whose inference ran in a batch of more than one row.
+    // One observation per run of the model: the 7 calls' rows in fewer runs, one of them merged.
     let batch = |le: &str| {
         let scrape = maas_tests::metrics::parse(&metrics);
         let sample = scrape.samples.iter().find(|s| s.metric == "maas_inference_batch_size").expect("batch sizes");
         let prometheus_parse::Value::Histogram(buckets) = &sample.value else { panic!("{metrics}") };
         buckets.iter().find(|b| b.less_than == le.parse::<f64>().unwrap()).unwrap().count
     };
-    let batched = batch("+Inf") - batch("1");
-    assert!(batched >= largest as f64, "{metrics}");
+    let (runs, merged) = (batch("+Inf"), batch("+Inf") - batch("1"));
+    let rows = maas_tests::metrics::sum(&metrics, "maas_inference_batch_size_sum", &[]);
+    assert_eq!(rows, 7.0, "{metrics}");
+    assert!(runs < 7.0 && merged >= 1.0, "{metrics}");
 }
