@@ -128,34 +128,41 @@ fn load(server: &ServerProcess, path: &str, clients: usize, duration: Duration, 
 
 /// Nanoseconds per invocation of what a warm invocation records in the metrics (the request's
 /// route and status, both queue waits, one inference, the outcome and duration, the energy),
-/// and of the four atomic counters the hand-written `/metrics` kept before.
-fn metrics_cost() -> (f64, f64) {
+/// and of the four atomic counters the hand-written `/metrics` kept before; on `threads`
+/// threads at once recording the same function's series (the contended case), wall time per
+/// invocation over all of them.
+fn metrics_cost(threads: usize) -> (f64, f64) {
     use std::hint::black_box;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use maas_runtime::metrics::{Metrics, Outcome, Queue};
-    const N: u32 = 200_000;
+    const N: u32 = 100_000;
     let metrics = Metrics::default();
     let (series, model) = (metrics.function("bench", "f0"), metrics.model("bench", "mlp@1"));
     let micros = |us: u64| black_box(Duration::from_micros(us));
-    let started = Instant::now();
-    for _ in 0..N {
+    let timed = |work: &(dyn Fn() + Sync)| {
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| (0..N).for_each(|_| work()));
+            }
+        });
+        started.elapsed().as_secs_f64() * 1e9 / (f64::from(N) * threads as f64)
+    };
+    let after = timed(&|| {
         metrics.request("/fn/:tenant/:function", black_box(200), micros(300));
         series.waited(Queue::Admission, micros(2));
         series.waited(Queue::Pool, micros(5));
         model.inferred(micros(6));
         series.invoked(Outcome::Ok, micros(290));
         series.energy(black_box(1e-6));
-    }
-    let after = started.elapsed().as_secs_f64() * 1e9 / f64::from(N);
+    });
     let counters: [AtomicU64; 4] = Default::default();
-    let started = Instant::now();
-    for _ in 0..N {
+    let before = timed(&|| {
         for counter in &counters {
             counter.fetch_add(black_box(1), Ordering::Relaxed);
         }
-    }
-    let before = started.elapsed().as_secs_f64() * 1e9 / f64::from(N);
+    });
     (after, before)
 }
 
@@ -421,13 +428,15 @@ fn main() {
 
     // What the metrics cost: the series one warm invocation records, timed in this process,
     // against the hand-written counters they replaced; and a scrape of every function's series.
-    let (after_ns, before_ns) = metrics_cost();
     let server_p50 = percentile(&mut warm_server, 0.5);
-    println!(
-        "metrics recorded per warm invocation: {after_ns:.0} ns (the hand-written counters before: {before_ns:.0} ns): \
-         {:.2} % of the warm server-side p50 ({server_p50:.1} µs)",
-        after_ns / 1e3 / server_p50 * 100.0
-    );
+    for threads in [1, 16] {
+        let (after_ns, before_ns) = metrics_cost(threads);
+        println!(
+            "metrics recorded per warm invocation, {threads:>2} threads on one function: {after_ns:.0} ns \
+             (the hand-written counters before: {before_ns:.0} ns): {:.2} % of the warm server-side p50 ({server_p50:.1} µs)",
+            after_ns / 1e3 / server_p50 * 100.0
+        );
+    }
     let mut exposition = String::new();
     let mut scrapes: Vec<f64> = (0..20)
         .map(|_| {

@@ -6,7 +6,7 @@ use http::Response;
 use maas_types::Health;
 
 use super::Call;
-use super::response::{Body, ok, text};
+use super::response::{Body, ok, text as text_response};
 use crate::error::Result;
 use crate::metrics::{FunctionGauge, Gauges, ModelGauge};
 use crate::platform::Platform;
@@ -23,18 +23,25 @@ pub(super) async fn readyz(_: Arc<Platform>, _: Call) -> Result<Response<Body>> 
 
 /// `GET /metrics` (admin): the Prometheus text of every series.
 pub(super) async fn metrics(platform: Arc<Platform>, _: Call) -> Result<Response<Body>> {
-    Ok(exposition(&platform, None))
+    exposition(platform, None).await
 }
 
 /// `GET /v1/tenants/{tenant}/metrics` (admin, owner): the Prometheus text of the tenant's
 /// series only.
 pub(super) async fn tenant_metrics(platform: Arc<Platform>, call: Call) -> Result<Response<Body>> {
-    Ok(exposition(&platform, Some(&call.tenant()?.name)))
+    let tenant = call.tenant()?.name.clone();
+    exposition(platform, Some(tenant)).await
 }
 
-/// The exposition of `tenant`'s series, or of all, with the gauges read now (the exposition
-/// keeps only the tenant's).
-fn exposition(platform: &Arc<Platform>, tenant: Option<&str>) -> Response<Body> {
+/// The exposition of `tenant`'s series, or of all, with the gauges read now. Written on the
+/// pool: a server with many functions writes megabytes.
+async fn exposition(platform: Arc<Platform>, tenant: Option<String>) -> Result<Response<Body>> {
+    let text = platform.pool.clone().run(move || render(&platform, tenant.as_deref())).await?;
+    Ok(text_response(text, prometheus_client::encoding::prometheus_text::CONTENT_TYPE))
+}
+
+/// [`exposition`]'s text: the exposition keeps only `tenant`'s series, when given.
+fn render(platform: &Arc<Platform>, tenant: Option<&str>) -> String {
     let functions = platform
         .scaler
         .slots()
@@ -64,5 +71,5 @@ fn exposition(platform: &Arc<Platform>, tenant: Option<&str>) -> Response<Body> 
     let (pool_running, pool_waiting) = platform.pool.load();
     let gauges =
         Gauges { functions, models, pool_waiting, pool_running, resident_bytes: crate::memory::resident_bytes() };
-    text(platform.metrics.render(gauges, tenant), prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
+    platform.metrics.render(gauges, tenant)
 }

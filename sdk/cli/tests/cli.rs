@@ -539,6 +539,10 @@ fn top_shows_a_tenants_functions_live() {
     assert!(rate > 1.0, "{row}");
     assert!(cells[4].ends_with("ms") && cells[5].ends_with("ms"), "{row}");
     assert_eq!((cells[6], cells[7]), ("1", "0"), "{row}");
+    // The admin key sees every tenant's functions.
+    let all = run(&server, Some(ADMIN_KEY), &["top", "--once", "--interval", "0.1"]);
+    let rows: Vec<&str> = all.ok().lines().filter(|l| l.contains(" scorer ")).collect();
+    assert!(rows.len() == 2 && rows[1].starts_with("umbrella "), "{}", all.stdout);
     // The owner key reads no other tenant's view, nor the whole server's.
     run(&server, Some(key), &["top", "umbrella", "--once", "--interval", "0.1"]).fails(1, &["forbidden"]);
     run(&server, Some(key), &["top", "--once", "--interval", "0.1"]).fails(1, &["forbidden"]);

@@ -421,7 +421,7 @@ maas_warm_functions{tenant="acme"} 2
 maas_warm_functions{tenant="globex"} 0
 # HELP maas_http_requests_total HTTP requests, by route and status class.
 # TYPE maas_http_requests_total counter
-maas_http_requests_total{route="/fn/{tenant}/{function}",status="2xx"} 147
+maas_http_requests_total{route="/fn/:tenant/:function",status="2xx"} 147
 # HELP process_resident_memory_bytes Resident memory.
 # TYPE process_resident_memory_bytes gauge
 process_resident_memory_bytes 73400320
@@ -532,7 +532,7 @@ maas_warm_functions{tenant="acme"} 2
 maas_warm_functions{tenant="globex"} 0
 # HELP maas_http_requests_total HTTP requests, by route and status class.
 # TYPE maas_http_requests_total counter
-maas_http_requests_total{route="/fn/{tenant}/{function}",status="2xx"} 198
+maas_http_requests_total{route="/fn/:tenant/:function",status="2xx"} 198
 # HELP process_resident_memory_bytes Resident memory.
 # TYPE process_resident_memory_bytes gauge
 process_resident_memory_bytes 74448896
