@@ -1,7 +1,8 @@
 //! Platform figures for the seed MLP, printed in one run on one machine:
 //! cold start (first call after deploy, and after scale to zero, each function on its own
 //! model so every cold start loads one), warm latency over HTTP on loopback against raw tract
-//! in process, throughput at 1/16/64 clients, dynamic batching on a compute-bound model, and
+//! in process, throughput at 1/16/64 clients (and the same for the ceiling of maas's own stack:
+//! the model behind a minimal hyper + tract server), dynamic batching on a compute-bound model, and
 //! the server's RSS at baseline, with 100 warm functions, after every function scaled to
 //! zero, and with 1,000 idle functions; and what the metrics cost: the series a warm
 //! invocation records (against the hand-written counters before them) and one scrape.
@@ -274,6 +275,16 @@ fn main() {
     call(&admin, "/fn/bench/load", &body);
     let throughput: Vec<Load> =
         [1, 16, 64].into_iter().map(|c| load(&server, "/fn/bench/load", c, Duration::from_secs(3), &body)).collect();
+    // The ceiling of maas's own stack, the same model and OIP JSON behind a minimal hyper +
+    // tract server (`maas_tests::bench::ceiling`), loaded the same way right after; it must
+    // answer what maas answers.
+    let ceiling_server = ServerProcess::ceiling();
+    let from_maas = admin.post_json("/fn/bench/load", &body).json()["outputs"][0]["data"].clone();
+    let from_ceiling = ceiling_server.admin().post_json("/", &body).json()["outputs"][0]["data"].clone();
+    assert_eq!(from_maas, from_ceiling, "the ceiling server answers what maas answers");
+    let ceiling: Vec<Load> =
+        [1, 16, 64].into_iter().map(|c| load(&ceiling_server, "/", c, Duration::from_secs(3), &body)).collect();
+    drop(ceiling_server);
 
     // A burst past a function's concurrency queues rather than being refused: 64 clients on a
     // function with the default `max_concurrency` 8 and its default queue.
@@ -393,6 +404,18 @@ fn main() {
     for Load { clients: c, rps, p50, p99, errors, .. } in &throughput {
         println!(
             "throughput, {c:>2} concurrent clients:  {rps:>7.0} req/s   p50 {p50:>8.1} µs   p99 {p99:>8.1} µs   {errors} errors"
+        );
+    }
+    for (maas, top) in throughput.iter().zip(&ceiling) {
+        println!(
+            "  ceiling (hyper + tract, no maas), {:>2} clients: {:>7.0} req/s   p50 {:>8.1} µs   p99 {:>8.1} µs: \
+             maas at {:.0} % of its throughput, p50 ×{:.2}",
+            top.clients,
+            top.rps,
+            top.p50,
+            top.p99,
+            maas.rps / top.rps * 100.0,
+            maas.p50 / top.p50
         );
     }
     println!(

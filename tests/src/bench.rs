@@ -2,7 +2,10 @@
 //! is the server's alone), its memory figures, and percentiles.
 //!
 //! A bench's `main` starts with [`serve_if_child`]; [`ServerProcess::start`] runs the same
-//! binary again with [`SERVE_ENV`] set, which serves a [`TestServer`] until stdin closes.
+//! binary again with [`SERVE_ENV`] set, which serves a [`TestServer`] until stdin closes, and
+//! [`ServerProcess::ceiling`] the [`ceiling`] server, maas's own stack without maas.
+
+pub mod ceiling;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -10,14 +13,20 @@ use std::process::{Child, Command, Stdio};
 
 use crate::{Client, TestServer};
 
-/// Set in the child process that runs the server.
+/// Set in the child process that runs the server: `1` for maas, `ceiling` for the
+/// [`ceiling`] server.
 pub const SERVE_ENV: &str = "MAAS_BENCH_SERVE";
 
 /// In the child process a bench started: serves until stdin closes and returns true. In the
 /// bench itself: returns false at once.
 pub fn serve_if_child() -> bool {
-    if std::env::var_os(SERVE_ENV).is_none() {
-        return false;
+    match std::env::var(SERVE_ENV).as_deref() {
+        Err(_) => return false,
+        Ok("ceiling") => {
+            ceiling::serve();
+            return true;
+        }
+        Ok(_) => {}
     }
     let server = TestServer::start();
     println!("{}", server.addr());
@@ -65,8 +74,17 @@ impl Rss {
 impl ServerProcess {
     /// Starts the server process and waits for its address.
     pub fn start() -> Self {
+        Self::serving("1")
+    }
+
+    /// Starts the [`ceiling`] server in a process of its own and waits for its address.
+    pub fn ceiling() -> Self {
+        Self::serving("ceiling")
+    }
+
+    fn serving(kind: &str) -> Self {
         let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .env(SERVE_ENV, "1")
+            .env(SERVE_ENV, kind)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
