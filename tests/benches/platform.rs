@@ -285,6 +285,25 @@ fn main() {
     let ceiling: Vec<Load> =
         [1, 16, 64].into_iter().map(|c| load(&ceiling_server, "/", c, Duration::from_secs(3), &body)).collect();
     drop(ceiling_server);
+    // The peer a Python team would run: FastAPI + onnxruntime, one uvicorn worker, when
+    // `tests/python/setup-fastapi-peer.sh` has made its venv.
+    let python = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/fastapi-venv/bin/python"));
+    let fastapi: Option<Vec<Load>> = python.exists().then(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("mlp.onnx");
+        std::fs::write(&model, &mlp).unwrap();
+        let peer = ServerProcess::fastapi(python, &model);
+        let answer = peer.admin().post_json("/v2/models/mlp/infer", &body).json()["outputs"][0]["data"].clone();
+        let close = |a: &Value, b: &Value| {
+            a.as_array()
+                .unwrap()
+                .iter()
+                .zip(b.as_array().unwrap())
+                .all(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-5)
+        };
+        assert!(close(&answer, &from_maas), "the FastAPI peer answers what maas answers: {answer} vs {from_maas}");
+        [1, 16, 64].into_iter().map(|c| load(&peer, "/v2/models/mlp/infer", c, Duration::from_secs(3), &body)).collect()
+    });
 
     // A burst past a function's concurrency queues rather than being refused: 64 clients on a
     // function with the default `max_concurrency` 8 and its default queue.
@@ -417,6 +436,23 @@ fn main() {
             maas.rps / top.rps * 100.0,
             maas.p50 / top.p50
         );
+    }
+    match &fastapi {
+        Some(peer) => {
+            for (maas, peer) in throughput.iter().zip(peer) {
+                println!(
+                    "  FastAPI + onnxruntime, {:>2} clients:     {:>7.0} req/s   p50 {:>8.1} µs   p99 {:>8.1} µs: \
+                     maas ×{:.2} its throughput, p50 ×{:.2}",
+                    peer.clients,
+                    peer.rps,
+                    peer.p50,
+                    peer.p99,
+                    maas.rps / peer.rps,
+                    maas.p50 / peer.p50
+                );
+            }
+        }
+        None => println!("  FastAPI + onnxruntime: not set up (run tests/python/setup-fastapi-peer.sh first)"),
     }
     println!(
         "queueing, 64 clients, max_concurrency 8: {:>7.0} req/s   p50 {:>8.1} µs   p99 {:>8.1} µs   {} errors",

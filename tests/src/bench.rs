@@ -82,13 +82,26 @@ impl ServerProcess {
         Self::serving("ceiling")
     }
 
+    /// Starts the FastAPI + onnxruntime peer (`tests/python/fastapi_peer.py`) with `python` (of
+    /// the venv `tests/python/setup-fastapi-peer.sh` made) on `model`, and waits for its address.
+    pub fn fastapi(python: &std::path::Path, model: &std::path::Path) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/fastapi_peer.py");
+        let mut command = Command::new(python);
+        command.arg(script).arg(model);
+        Self::spawn(command)
+    }
+
     fn serving(kind: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .env(SERVE_ENV, kind)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting the server process");
+        let mut command = Command::new(std::env::current_exe().expect("own path"));
+        command.env(SERVE_ENV, kind);
+        Self::spawn(command)
+    }
+
+    /// Runs `command`, which prints its address on its first line and serves until its stdin
+    /// closes.
+    fn spawn(mut command: Command) -> Self {
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("starting the server process");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("server address");
         let addr = line.trim().parse().unwrap_or_else(|_| panic!("server printed {line:?}, not its address"));
