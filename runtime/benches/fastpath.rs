@@ -25,6 +25,7 @@ use std::time::Instant;
 use maas_fixtures as models;
 use maas_runtime::host::{BoundModel, Capabilities, HandlerPre, Host, HostConfig, HostState, Limits, Request};
 use maas_runtime::inference::{Datatype, LoadedModel, RawTensor};
+use maas_runtime::pool::Handoff;
 
 const CALLS: usize = 5000;
 
@@ -97,24 +98,26 @@ fn main() -> anyhow::Result<()> {
     };
     if let Ok(paths) = std::env::var("MAAS_FASTPATH_AB") {
         return compare_builds(&host, &paths, |pre| {
-            let (response, _) = host.invoke(pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
+            let (response, _) = host.invoke_blocking(pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
             assert_eq!(response.status, 200);
         });
     }
     let (infer_p50, infer_p99) = time(|| {
-        let (response, _) = host.invoke(&pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
+        let (response, _) = host.invoke_blocking(&pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
         assert_eq!(response.status, 200);
     });
     let (binary_p50, binary_p99) = time(|| {
-        let (response, _) = host.invoke(&pre, caps.clone(), limits, binary_request()).unwrap();
+        let (response, _) = host.invoke_blocking(&pre, caps.clone(), limits, binary_request()).unwrap();
         assert_eq!(response.status, 200);
     });
     // A fresh instance alone: a new store, instantiated from the pool, dropped unused.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let (fresh_p50, fresh_p99) = time(|| {
-        std::hint::black_box(host.instance(&pre, caps.clone(), limits).unwrap());
+        let instance = runtime.block_on(host.instance(&pre, caps.clone(), limits, Handoff::blocking()));
+        std::hint::black_box(instance.unwrap());
     });
     let (meta_p50, meta_p99) = time(|| {
-        let (response, _) = host.invoke(&pre, caps.clone(), limits, request("GET", Vec::new())).unwrap();
+        let (response, _) = host.invoke_blocking(&pre, caps.clone(), limits, request("GET", Vec::new())).unwrap();
         assert_eq!(response.status, 200);
     });
 
@@ -126,7 +129,8 @@ fn main() -> anyhow::Result<()> {
         let (host, pre, caps, body, request) = (&host, &pre, &caps, &body, &request);
         s.spawn(move || {
             while job_rx.recv().is_ok() {
-                let (response, _) = host.invoke(pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
+                let (response, _) =
+                    host.invoke_blocking(pre, caps.clone(), limits, request("POST", body.clone())).unwrap();
                 assert_eq!(response.status, 200);
                 done_tx.send(()).unwrap();
             }

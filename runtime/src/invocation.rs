@@ -31,6 +31,7 @@ use crate::host::{self, InvocationReport};
 use crate::metering::Sample;
 use crate::metrics::{Outcome, Queue, Rejection};
 use crate::platform::Platform;
+use crate::pool::Handoff;
 use crate::scale::{Running, Slot};
 
 /// Memory cap of the implicit inference functions (further capped by the tenant's
@@ -184,18 +185,30 @@ impl Admitted {
                 sample.cpu += warm.wake_cpu;
                 sample.cold_start = true;
             }
+            // The guest runs on this task, with no thread hop, unless it runs long or its
+            // model is slow (see `Pool::run_inline`). The permits go with it and come back:
+            // if the request goes away after the call moved to the pool, they are held until
+            // the guest is done there, not released under it.
             let (platform2, warm2, held) = (platform.clone(), warm.clone(), permits.take());
+            let tenant = &slot.record().tenant;
+            let handoff = Handoff::inline(&platform.pool, tenant);
             let invoked = Instant::now();
-            let (outcome, cpu, held, waited) = platform
-                .pool
-                .run_for(&slot.record().tenant, move || {
-                    let (waited, cpu) = (invoked.elapsed(), thread_cpu());
-                    let outcome = platform2.host.invoke(&warm2.pre, warm2.caps.clone(), warm2.limits, request);
-                    (outcome, thread_cpu().saturating_sub(cpu), held, waited)
-                })
-                .await?;
+            let job = {
+                let handoff = handoff.clone();
+                async move {
+                    let warm = warm2;
+                    let outcome =
+                        platform2.host.invoke(&warm.pre, warm.caps.clone(), warm.limits, request, handoff).await;
+                    (outcome, held)
+                }
+            };
+            let ran = platform.pool.run_inline(tenant, &handoff, job).in_current_span().await?;
+            let ((outcome, held), waited) = (ran.output, ran.waited);
             permits = held;
-            sample.cpu += cpu;
+            sample.cpu += ran.cpu;
+            if let Ok((_, report)) = &outcome {
+                sample.cpu += report.offloaded_cpu;
+            }
             slot.series().waited(Queue::Pool, waited);
             if woken.cold {
                 // The first run: instance, guest, inference; not the wait for a pool worker.

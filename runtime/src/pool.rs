@@ -16,13 +16,21 @@
 //! - a tenant whose calls keep running to their timeout ([`Pool::strike`]) is held to one
 //!   running job until its strikes fade: such calls hold a core for as long as they are let,
 //!   and once started they cannot be preempted.
+//!
+//! Invocations start elsewhere: [`Pool::run_inline`] polls them on the request's own task, with
+//! no thread hop, and moves them here only when they ask to be ([`Handoff`]): once they have
+//! run for an epoch tick. Short calls, nearly all of them, never reach the pool.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::cpu::thread_cpu;
 use crate::error::{Error, Result};
 
 /// The lane of the platform's own work (no tenant).
@@ -211,6 +219,7 @@ impl Pool {
         let slot = self.acquire(tenant).await?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            crate::cpu::mark_pool_thread();
             let _slot = slot;
             span.in_scope(job)
         })
@@ -246,6 +255,46 @@ impl Pool {
             receiver
         };
         waiting.await.map_err(|_| Error::internal("the pool went away"))
+    }
+
+    /// Runs `job`, an invocation of `tenant`, on the caller's task while it is short, and on
+    /// the pool from the moment it asks through `handoff` ([`Handoff::ask`]): the future is
+    /// then moved, suspended, to a pool thread, which drives it to the end. `job` must only
+    /// ask at a point where it returns `Pending` (a wasm fiber yielding at an epoch tick).
+    ///
+    /// Meters the CPU time `job` took, on whichever threads polled it (not what it sent to
+    /// the pool through [`Handoff::offload`]), and how long it waited for a pool slot.
+    pub async fn run_inline<F>(&self, tenant: &str, handoff: &Handoff, job: F) -> Result<Ran<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut job = Box::pin(job);
+        let mut cpu = Duration::ZERO;
+        let done = std::future::poll_fn(|cx| {
+            let before = thread_cpu();
+            let polled = job.as_mut().poll(cx);
+            cpu += thread_cpu().saturating_sub(before);
+            match polled {
+                Poll::Ready(out) => Poll::Ready(Some(out)),
+                Poll::Pending if handoff.asked() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        if let Some(output) = done {
+            return Ok(Ran { output, cpu, waited: Duration::ZERO });
+        }
+        let (runtime, handoff, asked) = (tokio::runtime::Handle::current(), handoff.clone(), Instant::now());
+        let (output, pooled, waited) = self
+            .run_for(tenant, move || {
+                let (waited, before) = (asked.elapsed(), thread_cpu());
+                handoff.state.store(POOLED, Ordering::Release);
+                let output = runtime.block_on(job);
+                (output, thread_cpu().saturating_sub(before), waited)
+            })
+            .await?;
+        Ok(Ran { output, cpu: cpu + pooled, waited })
     }
 
     /// Runs `job` on the pool in the background, for work nobody waits on (cleaning up after
@@ -288,6 +337,79 @@ impl Pool {
     pub fn available(&self) -> usize {
         let state = self.inner.state.lock().expect("pool lock");
         self.inner.size - state.running
+    }
+}
+
+/// What [`Pool::run_inline`] ran.
+pub struct Ran<T> {
+    /// What the job returned.
+    pub output: T,
+    /// The CPU time it took on the threads that polled it.
+    pub cpu: Duration,
+    /// How long it waited for a pool slot (zero when it never moved).
+    pub waited: Duration,
+}
+
+/// [`Handoff`] states: polled on the request's task; asked to move; on a pool thread.
+const INLINE: u8 = 0;
+const ASKED: u8 = 1;
+const POOLED: u8 = 2;
+
+/// Where an invocation run by [`Pool::run_inline`] is, shared between it and the pool: it
+/// asks to move once it has run long, and learns whether it is on a pool thread (where
+/// blocking work may run in place) or on an async worker (where it must not). Also the way
+/// such an invocation sends blocking work to the pool while it stays inline.
+#[derive(Clone)]
+pub struct Handoff {
+    state: Arc<AtomicU8>,
+    /// The pool and the lane that blocking work goes to; `None` for a caller that is on a
+    /// blocking thread already (tests, benches).
+    pool: Option<(Pool, Arc<str>)>,
+}
+
+impl Handoff {
+    /// A handoff for an invocation of `tenant` starting inline.
+    pub fn inline(pool: &Pool, tenant: &str) -> Self {
+        Self { state: Arc::new(AtomicU8::new(INLINE)), pool: Some((pool.clone(), tenant.into())) }
+    }
+
+    /// A handoff for a caller that drives the invocation on a blocking thread of its own:
+    /// blocking work runs in place and nothing moves.
+    pub fn blocking() -> Self {
+        Self { state: Arc::new(AtomicU8::new(POOLED)), pool: None }
+    }
+
+    /// Asks to move to the pool; true when this call asked (it was inline and had not
+    /// asked yet), and the invocation must now yield.
+    pub fn ask(&self) -> bool {
+        self.state.compare_exchange(INLINE, ASKED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    fn asked(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ASKED
+    }
+
+    /// Whether the invocation runs on an async worker, where blocking work must not run.
+    pub fn is_inline(&self) -> bool {
+        self.state.load(Ordering::Acquire) != POOLED
+    }
+
+    /// Whether the invocation moved (or started) on a pool thread.
+    pub fn moved(&self) -> bool {
+        !self.is_inline()
+    }
+
+    /// Runs the blocking `job`: on the pool, in the invocation's lane, while the invocation
+    /// is inline; in place once it is on a pool thread.
+    pub async fn offload<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        match &self.pool {
+            Some((pool, tenant)) if self.is_inline() => pool.run_for(tenant, job).await,
+            _ => Ok(job()),
+        }
     }
 }
 
@@ -397,5 +519,45 @@ mod tests {
             job.await.unwrap();
         }
         assert_eq!(peak.load(Ordering::SeqCst), 4);
+    }
+
+    /// A job that finishes without asking runs on the caller's thread; one that asks moves,
+    /// suspended, to a pool thread and finishes there, knowing it moved; blocking work it
+    /// sends while inline runs on the pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inline_jobs_stay_until_they_ask_to_move() {
+        let pool = Pool::with_share(2, 2);
+        let here = std::thread::current().id();
+        let handoff = Handoff::inline(&pool, "a");
+        let job = {
+            let handoff = handoff.clone();
+            async move {
+                let offloaded = handoff.offload(|| std::thread::current().id()).await.unwrap();
+                (std::thread::current().id(), offloaded, handoff.is_inline())
+            }
+        };
+        let ran = pool.run_inline("a", &handoff, job).await.unwrap();
+        let (ran_on, offloaded_on, inline) = ran.output;
+        assert_eq!(ran_on, here);
+        assert_ne!(offloaded_on, here, "blocking work of an inline job goes to the pool");
+        assert!(inline && ran.waited == Duration::ZERO);
+
+        let handoff = Handoff::inline(&pool, "a");
+        let job = {
+            let handoff = handoff.clone();
+            async move {
+                let before = std::thread::current().id();
+                assert!(handoff.ask() && !handoff.ask(), "asks once");
+                tokio::task::yield_now().await;
+                let offloaded = handoff.offload(|| std::thread::current().id()).await.unwrap();
+                (before, std::thread::current().id(), offloaded, handoff.moved())
+            }
+        };
+        let (before, after, offloaded, moved) = pool.run_inline("a", &handoff, job).await.unwrap().output;
+        assert_eq!(before, here);
+        assert_ne!(after, here, "after asking, the job finishes on a pool thread");
+        assert_eq!(offloaded, after, "on the pool, blocking work runs in place");
+        assert!(moved);
+        assert_eq!(pool.available(), 2);
     }
 }

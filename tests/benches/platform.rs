@@ -167,6 +167,88 @@ fn metrics_cost(threads: usize) -> (f64, f64) {
     (after, before)
 }
 
+/// What a slow model costs a small one beside it.
+struct Beside {
+    /// The slow model's p50 alone, milliseconds.
+    slow_alone_ms: f64,
+    /// The MLP at one client, alone.
+    mlp_alone: Load,
+    /// The MLP at one client while two clients call the slow model.
+    mlp_beside: Load,
+    /// Slow calls made meanwhile.
+    slow_calls: usize,
+}
+
+impl std::fmt::Display for Beside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Beside { slow_alone_ms, mlp_alone: alone, mlp_beside: beside, slow_calls } = self;
+        write!(
+            f,
+            "a slow model (100→256×40→10, 128 rows, p50 {slow_alone_ms:.1} ms alone) called by 2 clients beside the \
+             MLP at 1 client: MLP p50 {:.1} → {:.1} µs (×{:.2}), p99 {:.1} → {:.1} µs (×{:.2}); {slow_calls} slow calls meanwhile",
+            alone.p50,
+            beside.p50,
+            beside.p50 / alone.p50,
+            alone.p99,
+            beside.p99,
+            beside.p99 / alone.p99
+        )
+    }
+}
+
+/// A slow model beside the MLP (`/fn/bench/load`): the MLP's latency at one client alone,
+/// then while two clients call a model that takes tens of milliseconds (40 dense layers of 256
+/// on 128 rows, binary tensor data): its runs go to the pool and must not hold the MLP's.
+fn slow_beside(server: &ServerProcess, admin: &Client, body: &Value) -> Beside {
+    // Deep rather than wide, like a real network: many nodes of a fraction of a millisecond.
+    let sizes: Vec<usize> = std::iter::once(100).chain(std::iter::repeat_n(256, 40)).chain([10]).collect();
+    let slow_model = models::dense(11, &sizes);
+    assert_eq!(admin.put_bytes("/v1/tenants/bench/models/slow", &slow_model).status, 201);
+    let manifest = json!({ "component": "builtin:tensor", "models": { "model": "slow" },
+                           "limits": { "max_concurrency": 64 }, "scale": { "idle_timeout_s": 1 } });
+    assert_eq!(admin.put_json("/v1/tenants/bench/functions/slow", &manifest).status, 201);
+    let (slow_body, slow_header) =
+        maas_tests::oip_binary_body("input", &[128, 100], &models::seeded_input(5, &[128, 100]));
+    let slow_header = slow_header.to_string();
+    let call_slow = |client: &Client| {
+        let started = Instant::now();
+        let headers = [("inference-header-content-length", slow_header.as_str())];
+        let r = client.send_with_headers(
+            "POST",
+            "/fn/bench/slow",
+            &headers,
+            Some((&slow_body, "application/octet-stream")),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        started.elapsed().as_secs_f64() * 1e6
+    };
+    let mut slow_alone: Vec<f64> = (0..20).map(|_| call_slow(admin)).collect();
+    call(admin, "/fn/bench/load", body);
+    let mlp_alone = load(server, "/fn/bench/load", 1, Duration::from_secs(3), body);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mlp_beside, slow_calls) = std::thread::scope(|s| {
+        let slow: Vec<_> = (0..2)
+            .map(|_| {
+                let (client, stop, call_slow) = (server.admin(), &stop, &call_slow);
+                s.spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        call_slow(&client);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let beside = load(server, "/fn/bench/load", 1, Duration::from_secs(3), body);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (beside, slow.into_iter().map(|h| h.join().unwrap()).sum::<usize>())
+    });
+
+    Beside { slow_alone_ms: percentile(&mut slow_alone, 0.5) / 1e3, mlp_alone, mlp_beside, slow_calls }
+}
+
 fn main() {
     if serve_if_child() {
         return;
@@ -235,6 +317,15 @@ fn main() {
         return;
     }
 
+    // For tuning the pool against the async workers: only the slow model beside the MLP.
+    if std::env::var("MAAS_BENCH_ONLY").as_deref() == Ok("beside") {
+        let manifest = json!({ "component": "builtin:tensor", "models": { "model": "mlp" },
+                               "limits": { "max_concurrency": 64 } });
+        assert_eq!(admin.put_json("/v1/tenants/bench/functions/load", &manifest).status, 201);
+        println!("{}", slow_beside(&server, &admin, &body));
+        return;
+    }
+
     // Warm latency (sequential, one keep-alive connection).
     let mut warm_wall = Vec::new();
     let mut warm_server = Vec::new();
@@ -273,8 +364,35 @@ fn main() {
                            "limits": { "max_concurrency": 64 }, "scale": { "idle_timeout_s": 1 } });
     assert_eq!(admin.put_json("/v1/tenants/bench/functions/load", &manifest).status, 201);
     call(&admin, "/fn/bench/load", &body);
-    let throughput: Vec<Load> =
-        [1, 16, 64].into_iter().map(|c| load(&server, "/fn/bench/load", c, Duration::from_secs(3), &body)).collect();
+    // The server's RSS is sampled while 64 clients load it; its peak is the figure.
+    let mut rss_at_64 = None;
+    let throughput: Vec<Load> = [1, 16, 64]
+        .into_iter()
+        .map(|c| {
+            if c < 64 {
+                return load(&server, "/fn/bench/load", c, Duration::from_secs(3), &body);
+            }
+            let done = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                let sampler = s.spawn(|| {
+                    let mut peak = server.rss();
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                        let now = server.rss();
+                        if now.total > peak.total {
+                            peak = now;
+                        }
+                    }
+                    peak
+                });
+                let loaded = load(&server, "/fn/bench/load", c, Duration::from_secs(3), &body);
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                rss_at_64 = Some(sampler.join().unwrap());
+                loaded
+            })
+        })
+        .collect();
+    let rss_at_64 = rss_at_64.expect("sampled during the 64-client run");
     // The ceiling of maas's own stack, the same model and OIP JSON behind a minimal hyper +
     // tract server (`maas_tests::bench::ceiling`), loaded the same way right after; it must
     // answer what maas answers.
@@ -304,6 +422,8 @@ fn main() {
         assert!(close(&answer, &from_maas), "the FastAPI peer answers what maas answers: {answer} vs {from_maas}");
         [1, 16, 64].into_iter().map(|c| load(&peer, "/v2/models/mlp/infer", c, Duration::from_secs(3), &body)).collect()
     });
+
+    let beside = slow_beside(&server, &admin, &body);
 
     // A burst past a function's concurrency queues rather than being refused: 64 clients on a
     // function with the default `max_concurrency` 8 and its default queue.
@@ -454,6 +574,8 @@ fn main() {
         }
         None => println!("  FastAPI + onnxruntime: not set up (run tests/python/setup-fastapi-peer.sh first)"),
     }
+    println!("server RSS at 64 clients (peak of 100 ms samples): {rss_at_64}");
+    println!("{beside}");
     println!(
         "queueing, 64 clients, max_concurrency 8: {:>7.0} req/s   p50 {:>8.1} µs   p99 {:>8.1} µs   {} errors",
         queued.rps, queued.p50, queued.p99, queued.errors

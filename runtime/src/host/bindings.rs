@@ -11,6 +11,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "handler",
     with: { "maas:function/types": crate::host::wit::v0_2 },
+    // `infer` may wait for the pool; `handle` runs on a fiber the caller polls.
+    imports: { "maas:function/inference.infer": async },
+    exports: { default: async },
 });
 
 /// `maas:function@0.1.0`: the same world with an inference error case (`busy`) the platform
@@ -21,6 +24,8 @@ pub mod v0_1 {
         path: "../wit/compat/maas-function-0.1.0.wit",
         world: "handler",
         with: { "maas:function/types": crate::host::wit::v0_1 },
+        imports: { "maas:function/inference.infer": async },
+        exports: { default: async },
     });
 }
 

@@ -13,8 +13,8 @@ use super::wit::Tensor;
 impl super::wit::v0_1::Host for HostState {}
 
 impl inference::Host for HostState {
-    fn infer(&mut self, model: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, inference::Error> {
-        maas::function::inference::Host::infer(self, model, inputs).map_err(previous)
+    async fn infer(&mut self, model: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, inference::Error> {
+        maas::function::inference::Host::infer(self, model, inputs).await.map_err(previous)
     }
 
     fn describe(&mut self, model: String) -> Result<inference::Signature, inference::Error> {

@@ -11,13 +11,9 @@ use std::time::Duration;
 
 use wasmtime::Engine;
 
-/// Period between epoch increments: the timeout's resolution.
+/// Period between epoch increments: the timeout's resolution, and how often a running guest
+/// checks whether to move off the request's task.
 const TICK: Duration = Duration::from_millis(5);
-
-/// Epoch ticks that make up `timeout_ms`, rounded up, plus one so a deadline never fires early.
-pub(crate) fn ticks_for(timeout_ms: u64) -> u64 {
-    timeout_ms.div_ceil(TICK.as_millis() as u64) + 1
-}
 
 pub(crate) struct EpochTicker {
     running: Arc<AtomicUsize>,

@@ -11,6 +11,12 @@
 //! 4. [`Host::invoke`] per request: a fresh `Store` and instance from the pool, with the
 //!    manifest's memory limit and an epoch deadline for its timeout.
 //!
+//! The engine is async: a guest runs on a fiber, so the request's own task can poll it with
+//! no thread hop. At each epoch tick past [`INLINE_BUDGET`] the guest yields once and asks
+//! (through its [`Handoff`]) to move to the bounded pool, where it runs on; blocking host work
+//! (a model run that is not cheap, a batch) goes to the pool while the guest waits without
+//! holding the async worker. See [`crate::pool::Pool::run_inline`].
+//!
 //! ```no_run
 //! # fn demo(host: &maas_runtime::host::Host, wasm: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
@@ -20,7 +26,8 @@
 //! let pre = host.prepare(&component)?;                       // once per warm function
 //! let caps = Arc::new(Capabilities::default());
 //! let req = Request { method: "GET".into(), path: "/".into(), query: String::new(), headers: vec![], body: vec![] };
-//! let out = host.invoke(&pre, caps, Limits { memory_bytes: 64 << 20, timeout_ms: 1000 }, req)?;  // per request
+//! let limits = Limits { memory_bytes: 64 << 20, timeout_ms: 1000 };
+//! let out = host.invoke_blocking(&pre, caps, limits, req)?;  // per request
 //! # let _ = out; Ok(()) }
 //! ```
 
@@ -37,12 +44,20 @@ pub use wit::{Request, Response};
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use maas_types::{Builtin, ComponentRef};
+use tracing::Instrument;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
+use crate::pool::Handoff;
 use epoch::EpochTicker;
+
+/// How much CPU time a guest may take on the request's task before it moves to the pool at the
+/// next epoch tick: enough that a call of a small model never moves, little enough that a long
+/// one holds an async worker for at most this plus a tick.
+pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
 
 static TENSOR_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/maas_fn_tensor.wasm"));
 
@@ -134,7 +149,7 @@ impl Host {
         let engine = Engine::new(&cfg).map_err(anyhow::Error::from)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         clock::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
         bindings::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
@@ -200,35 +215,77 @@ impl Host {
     }
 
     /// Runs one request in a fresh instance ([`Host::instance`] then [`Instance::handle`]).
-    /// Blocking and CPU-bound: call it on the bounded blocking pool, never on an async worker.
-    pub fn invoke(
+    /// The guest yields at epoch ticks, moves when `handoff` says so, and sends blocking host
+    /// work through it: poll it with [`crate::pool::Pool::run_inline`], or drive it on a
+    /// blocking thread with a [`Handoff::blocking`].
+    pub async fn invoke(
+        &self,
+        pre: &HandlerPre<HostState>,
+        caps: Arc<Capabilities>,
+        limits: Limits,
+        req: Request,
+        handoff: Handoff,
+    ) -> Result<(Response, InvocationReport), InvokeError> {
+        async {
+            let instance = self.instance(pre, caps, limits, handoff).await?;
+            instance.handle(&req).instrument(tracing::debug_span!("guest")).await
+        }
+        .instrument(tracing::debug_span!("instance"))
+        .await
+    }
+
+    /// [`Host::invoke`] driven to the end on the calling thread, for callers on a thread of
+    /// their own (tests, benches, examples); never call it on an async worker.
+    pub fn invoke_blocking(
         &self,
         pre: &HandlerPre<HostState>,
         caps: Arc<Capabilities>,
         limits: Limits,
         req: Request,
     ) -> Result<(Response, InvocationReport), InvokeError> {
-        let _instance = tracing::debug_span!("instance").entered();
-        let instance = self.instance(pre, caps, limits)?;
-        let _guest = tracing::debug_span!("guest").entered();
-        instance.handle(&req)
+        thread_local! {
+            static RUNTIME: tokio::runtime::Runtime =
+                tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a current-thread runtime");
+        }
+        RUNTIME.with(|runtime| runtime.block_on(self.invoke(pre, caps, limits, req, Handoff::blocking())))
     }
 
     /// A fresh instance of `pre`: a new `Store` granting `caps`, under `limits`, with its
-    /// memories and tables taken from the pool.
-    pub fn instance(
+    /// memories and tables taken from the pool. Its epoch callback ends the call at its
+    /// deadline, and asks `handoff` to move it once it has run past [`INLINE_BUDGET`].
+    pub async fn instance(
         &self,
         pre: &HandlerPre<HostState>,
         caps: Arc<Capabilities>,
         limits: Limits,
+        handoff: Handoff,
     ) -> Result<Instance<'_>, InvokeError> {
-        let timeout = std::time::Duration::from_millis(limits.timeout_ms);
-        let mut store = Store::new(&self.engine, HostState::new(caps, limits.memory_bytes, timeout));
+        let timeout = Duration::from_millis(limits.timeout_ms);
+        // The budget counts the CPU time of the thread that polls the guest, not wall time: a
+        // guest preempted by the OS has not held its worker, and on a pool it would wait for
+        // a slot. (CPU time of other tasks that ran on the thread while the guest waited
+        // counts too; that only moves a call that waited on the pool anyway.)
+        let cpu_started = crate::cpu::thread_cpu();
+        let mut store = Store::new(&self.engine, HostState::new(caps, limits.memory_bytes, timeout, handoff.clone()));
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(epoch::ticks_for(limits.timeout_ms));
-        store.epoch_deadline_trap();
+        let deadline = store.data().deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            let now = Instant::now();
+            Ok(if now >= deadline {
+                UpdateDeadline::Interrupt
+            } else if handoff.is_inline()
+                && crate::cpu::thread_cpu().saturating_sub(cpu_started) >= INLINE_BUDGET
+                && handoff.ask()
+            {
+                // One yield: the poller sees the request and moves the call to the pool.
+                UpdateDeadline::Yield(1)
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
         let running = self.ticker.running();
-        match pre.instantiate(&mut store) {
+        match pre.instantiate_async(&mut store).await {
             Ok(handler) => Ok(Instance { store, handler, limits, _running: running }),
             Err(e) => Err(classify(e, store.data(), limits)),
         }
@@ -245,8 +302,8 @@ pub struct Instance<'h> {
 
 impl Instance<'_> {
     /// Calls the guest's `handle` with `req`.
-    pub fn handle(mut self, req: &Request) -> Result<(Response, InvocationReport), InvokeError> {
-        match self.handler.call_handle(&mut self.store, req) {
+    pub async fn handle(mut self, req: &Request) -> Result<(Response, InvocationReport), InvokeError> {
+        match self.handler.call_handle(&mut self.store, req).await {
             Ok(response) => Ok((response, std::mem::take(&mut self.store.data_mut().report))),
             Err(e) => Err(classify(e, self.store.data(), self.limits)),
         }
@@ -319,7 +376,7 @@ mod tests {
         let bound = BoundModel { label: "m@1".into(), digest: "sha256:x".into(), model };
         let caps = Arc::new(Capabilities { models: HashMap::from([("model".into(), bound)]), ..Default::default() });
         let limits = Limits { memory_bytes: 64 << 20, timeout_ms: 5000 };
-        let (response, _) = host.invoke(&pre, caps, limits, get()).unwrap();
+        let (response, _) = host.invoke_blocking(&pre, caps, limits, get()).unwrap();
         assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
         let metadata: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(
@@ -330,7 +387,7 @@ mod tests {
 
         // Without the model, the guest gets the host's model-not-found and says so.
         let pre = host.prepare(&host.builtin(Builtin::Tensor)).unwrap();
-        let (response, _) = host.invoke(&pre, Arc::new(Capabilities::default()), limits, get()).unwrap();
+        let (response, _) = host.invoke_blocking(&pre, Arc::new(Capabilities::default()), limits, get()).unwrap();
         assert_eq!(response.status, 404);
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -18,6 +19,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{InferError, WitSignature, maas};
 use super::wit::Tensor;
 use crate::inference::{BatchPolicy, InferenceError, LoadedModel, RawTensor, RunLimits};
+use crate::pool::Handoff;
 
 /// How much of a guest's stderr is kept to explain a trap (a panic message, say).
 const STDERR_CAPTURE_BYTES: usize = 4096;
@@ -57,6 +59,9 @@ pub struct InvocationReport {
     pub batch_rows: usize,
     /// Whether one of its `infer` calls ran in a batch with other calls.
     pub batch_shared: bool,
+    /// CPU time of the `infer` calls sent to the pool while the guest waited (not on the
+    /// thread that polled the guest, so not in its CPU time).
+    pub offloaded_cpu: Duration,
 }
 
 /// The `T` of every `Store`: fresh per request, so nothing leaks between requests.
@@ -71,12 +76,13 @@ pub struct HostState {
     caps: Arc<Capabilities>,
     pub(crate) report: InvocationReport,
     pub(crate) stderr: CapturedStderr,
+    handoff: Handoff,
 }
 
 impl HostState {
     /// A state granting the guest nothing but `caps`, a memory limit of `memory_bytes`, and
-    /// clocks whose waits end by `timeout` from now.
-    pub fn new(caps: Arc<Capabilities>, memory_bytes: usize, timeout: Duration) -> Self {
+    /// clocks whose waits end by `timeout` from now; blocking work goes through `handoff`.
+    pub fn new(caps: Arc<Capabilities>, memory_bytes: usize, timeout: Duration, handoff: Handoff) -> Self {
         let stderr = CapturedStderr::default();
         let origin = Instant::now();
         // No preopens, no environment, no network, no arguments; stdout goes nowhere.
@@ -90,6 +96,7 @@ impl HostState {
             caps,
             report: InvocationReport::default(),
             stderr,
+            handoff,
         }
     }
 
@@ -143,7 +150,11 @@ impl maas::function::config::Host for HostState {
 }
 
 impl maas::function::inference::Host for HostState {
-    fn infer(&mut self, alias: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
+    /// Runs the model in place when that cannot hold an async worker for long: the call is on
+    /// a pool thread already, or the model's runs of this size are known to be short (see
+    /// [`LoadedModel::is_cheap`]). Otherwise (a slow or new model, or a batch, which waits for
+    /// its peers) the run goes to the pool and the guest waits for it without a thread.
+    async fn infer(&mut self, alias: String, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
         let bound = self.model(&alias)?.clone();
         let inputs: Vec<RawTensor> = inputs.into_iter().map(from_wit).collect();
         // The model and the shapes, never the data.
@@ -157,25 +168,38 @@ impl maas::function::inference::Host for HostState {
             let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
             span.record("shapes", tracing::field::debug(&shapes));
         }
-        let _span = span.enter();
-        let (started, cpu) = (Instant::now(), crate::cpu::thread_cpu());
-        let result = match self.caps.batching {
-            Some(policy) => {
-                let own_rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(0);
-                let (result, rows) = bound.model.run_batched(inputs, policy, self.run_limits());
-                if rows > 0 {
-                    span.record("batch_size", rows);
-                }
-                self.report.batch_rows = self.report.batch_rows.max(rows);
-                self.report.batch_shared |= rows > own_rows;
-                result
-            }
-            None => bound.model.run_within(inputs, self.run_limits()),
+        let (model, batching, limits) = (bound.model.clone(), self.caps.batching, self.run_limits());
+        let bytes: usize = inputs.iter().map(|t| t.data.len()).sum();
+        let own_rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(0);
+        let run = move || {
+            let (started, cpu) = (Instant::now(), crate::cpu::thread_cpu());
+            let (result, rows) = match batching {
+                Some(policy) => model.run_batched(inputs, policy, limits),
+                None => (model.run_within(inputs, limits), 0),
+            };
+            (result, rows, started.elapsed(), crate::cpu::thread_cpu().saturating_sub(cpu))
         };
-        let took = started.elapsed();
+        let in_place = !self.handoff.is_inline() || (batching.is_none() && bound.model.is_cheap(bytes));
+        let (result, rows, took, cpu) = if in_place {
+            span.in_scope(run)
+        } else {
+            let ran = self.handoff.offload(run).instrument(span.clone()).await;
+            let ran = ran.map_err(|e| InferError::Failed(e.to_string()))?;
+            self.report.offloaded_cpu += ran.3;
+            ran
+        };
+        if batching.is_none() {
+            // CPU time, not wall time: a run the OS preempted is no more expensive.
+            bound.model.observe_run(bytes, cpu);
+        }
+        if rows > 0 {
+            span.record("batch_size", rows);
+            self.report.batch_rows = self.report.batch_rows.max(rows);
+            self.report.batch_shared |= rows > own_rows;
+        }
         bound.model.series().inferred(took);
         self.report.inference += took;
-        self.report.inference_cpu += crate::cpu::thread_cpu().saturating_sub(cpu);
+        self.report.inference_cpu += cpu;
         if !self.report.models_used.contains(&alias) {
             self.report.models_used.push(alias);
         }

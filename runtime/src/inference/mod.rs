@@ -51,7 +51,7 @@ use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::metrics::ModelSeries;
 use lru::LruCache;
@@ -66,6 +66,10 @@ const UNPLANNABLE: usize = 64;
 
 /// Bytes of zeros an input may have for the check at load ([`LoadedModel::check_runs`]).
 const ZERO_INPUT_BYTES: usize = 16 << 20;
+
+/// The longest run expected to take that [`LoadedModel::is_cheap`] calls cheap: what may run
+/// on an async worker in place, like any other short piece of request handling.
+pub const CHEAP_RUN: Duration = Duration::from_micros(200);
 
 /// Ids of loaded models, for the plan budget; never reused.
 static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(1);
@@ -172,6 +176,8 @@ pub struct LoadedModel {
     unplannable: Mutex<LruCache<PlanKey, String>>,
     /// Where its inference times, batch sizes, plan builds and evictions are recorded.
     series: ModelSeries,
+    /// What a run costs, nanoseconds per KiB of input (`f64` bits; infinite until measured).
+    run_cost: AtomicU64,
 }
 
 impl Drop for LoadedModel {
@@ -276,6 +282,7 @@ impl LoadedModel {
             strategy: AtomicU8::new(0),
             unplannable: Mutex::new(LruCache::new(NonZeroUsize::new(UNPLANNABLE).expect("non-zero"))),
             series: account.series,
+            run_cost: AtomicU64::new(f64::INFINITY.to_bits()),
         };
         if model.typed.is_some()
             && let Some(zeros) = model.zero_inputs()
@@ -358,6 +365,26 @@ impl LoadedModel {
     /// Where the model's inference times, batch sizes, plan builds and evictions are recorded.
     pub fn series(&self) -> &ModelSeries {
         &self.series
+    }
+
+    /// Whether a run on `input_bytes` of input is expected to take less than [`CHEAP_RUN`],
+    /// from the runs measured so far ([`LoadedModel::observe_run`]). Never for a model
+    /// planned per input shape (a new shape builds a plan first), nor before a run is measured.
+    pub fn is_cheap(&self, input_bytes: usize) -> bool {
+        let per_kib = f64::from_bits(self.run_cost.load(Ordering::Relaxed));
+        !self.per_request_shapes && per_kib * kib(input_bytes) < CHEAP_RUN.as_nanos() as f64
+    }
+
+    /// Records that a run on `input_bytes` took `took` (CPU time). The estimate rises at once to a
+    /// slower run and comes down by an eighth of the distance per faster one: a model that
+    /// was slow once is trusted again only after a few fast runs.
+    pub fn observe_run(&self, input_bytes: usize, took: Duration) {
+        let sample = took.as_nanos() as f64 / kib(input_bytes);
+        let _ = self.run_cost.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            let cost = f64::from_bits(bits);
+            let next = if sample >= cost || cost.is_infinite() { sample } else { cost + (sample - cost) / 8.0 };
+            Some(next.to_bits())
+        });
     }
 
     /// Runs the model within the tenant's memory cap it was loaded with. Inputs are matched
@@ -448,6 +475,8 @@ impl LoadedModel {
         let run = || {
             let mut state = plan.runnable.spawn().map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
             let outputs = state.run_plan_with_eval(values, |context, op_state, node, inputs| {
+                // Long runs are on pool threads: let a waiting request in.
+                crate::cpu::offer_core();
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(anyhow::Error::new(InferenceError::DeadlineExceeded));
                 }
@@ -804,4 +833,35 @@ fn signature_of(model: &TypedModel) -> Result<Signature, InferenceError> {
         inputs: inputs.iter().map(|&o| spec(o, "input")).collect::<Result<_, _>>()?,
         outputs: outputs.iter().map(|&o| spec(o, "output")).collect::<Result<_, _>>()?,
     })
+}
+
+/// `bytes` in KiB, at least one: a model with tiny inputs still costs a run.
+fn kib(bytes: usize) -> f64 {
+    (bytes as f64 / 1024.0).max(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model is called cheap only once a run was measured short; one slow run makes it
+    /// expensive at once, and a few short ones make it cheap again. The input's size counts.
+    #[test]
+    fn cheap_runs_are_learned_from_measured_ones() {
+        let model = LoadedModel::load(&maas_fixtures::mlp_batch(1), u64::MAX).unwrap();
+        let row = 400;
+        assert!(!model.is_cheap(row), "not before a run is measured");
+        model.observe_run(row, Duration::from_micros(10));
+        assert!(model.is_cheap(row));
+        assert!(!model.is_cheap(row * 1000), "a thousand rows cost a thousand times more");
+        model.observe_run(row, Duration::from_millis(30));
+        assert!(!model.is_cheap(row), "one slow run is enough");
+        let mut fast_runs = 0;
+        while !model.is_cheap(row) {
+            model.observe_run(row, Duration::from_micros(10));
+            fast_runs += 1;
+            assert!(fast_runs < 100);
+        }
+        assert!(fast_runs > 3, "trusted again after {fast_runs} fast runs");
+    }
 }

@@ -126,3 +126,59 @@ fn guests_cannot_set_framing_cookies_or_platform_headers() {
         assert_eq!(r.header("x-kept"), Some("yes"));
     }
 }
+
+/// Short invocations run on the async workers that read their requests, with no thread hop;
+/// a slow model's runs must not. With the server's two workers, if calls of a model that
+/// takes a few hundred milliseconds ran there, a call of the MLP sent while they run would
+/// wait for one of them to finish. The slow model's runs go to the pool, so it does not.
+#[test]
+fn a_slow_model_never_holds_the_async_workers() {
+    let server = TestServer::start();
+    let admin = tenant(&server, "acme");
+    let meta = upload(&admin, "acme", "mlp", &models::mlp(2));
+    let input = meta["inputs"][0]["name"].as_str().unwrap().to_string();
+    upload(&admin, "acme", "large", &models::mlp_sized(3, models::LARGE_HIDDEN));
+    deploy(&admin, "acme", "fast", json!({ "component": "builtin:tensor", "models": { "model": "mlp" } }));
+    deploy(&admin, "acme", "slow", json!({ "component": "builtin:tensor", "models": { "model": "large" } }));
+    let fast = oip_request(&input, &[1, 100], &models::seeded_input(1, &[1, 100]));
+    // Binary tensor data: the guest only copies the bytes, so nearly all of a slow call's time
+    // is the model's run, in the host.
+    let rows = 1024;
+    let (slow_body, header_length) =
+        models::oip_binary_body("input", &[rows, 100], &models::seeded_input(2, &[rows, 100]));
+    let header_length = header_length.to_string();
+    let call_slow = move |client: &maas_tests::Client| {
+        let headers = [("inference-header-content-length", header_length.as_str())];
+        client
+            .send_with_headers("POST", "/fn/acme/slow", &headers, Some((&slow_body, "application/octet-stream")))
+            .status
+    };
+    // Both warm, and the slow model's cost measured by a warm run alone.
+    assert_eq!(call_slow(&admin), 200);
+    let took = std::time::Instant::now();
+    assert_eq!(call_slow(&admin), 200);
+    let slow_alone = took.elapsed();
+    let baseline = admin.post_json("/fn/acme/fast", &fast);
+    assert_eq!(baseline.status, 200);
+
+    let started = std::time::Instant::now();
+    let slow_calls: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, call_slow) = (admin.clone(), call_slow.clone());
+            thread::spawn(move || (call_slow(&client), started.elapsed()))
+        })
+        .collect();
+    thread::sleep(slow_alone / 4);
+    for _ in 0..3 {
+        let r = admin.post_json("/fn/acme/fast", &fast);
+        assert_eq!((r.status, r.json()["outputs"].clone()), (200, baseline.json()["outputs"].clone()));
+    }
+    let fast_done = started.elapsed();
+    let slow_done: Vec<_> = slow_calls.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(slow_done.iter().all(|(status, _)| *status == 200), "{slow_done:?}");
+    let first_slow = slow_done.iter().map(|(_, at)| *at).min().unwrap();
+    assert!(
+        fast_done < first_slow,
+        "the MLP's calls ended at {fast_done:?}, after the first slow call ({first_slow:?}; one alone took {slow_alone:?})"
+    );
+}
