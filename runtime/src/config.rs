@@ -57,6 +57,11 @@ pub struct Config {
     /// How log lines are written (`MAAS_LOG_FORMAT`): text for people, or one JSON object per
     /// line for a log pipeline.
     pub log_format: LogFormat,
+    /// Threads one model run may use (`MAAS_INFERENCE_THREADS`, default 1): above one, tract
+    /// splits a large matrix product over a shared pool of this many threads, which cuts the
+    /// latency of a heavy model at low concurrency. Small products stay on one thread. For the
+    /// whole process.
+    pub inference_threads: usize,
 }
 
 /// How the server writes its log lines.
@@ -85,6 +90,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "MAAS_ANALYSIS_TIMEOUT_S",
         "how long analysing one uploaded model or compiling one component may take, in seconds (default 30)",
     ),
+    (
+        "MAAS_INFERENCE_THREADS",
+        "threads one model run may split its large matrix products over, for the process (default 1)",
+    ),
 ];
 
 /// The log filter when `MAAS_LOG` is unset.
@@ -109,6 +118,7 @@ impl Config {
             energy: EnergyModel::default(),
             log_filter: DEFAULT_LOG_FILTER.to_string(),
             log_format: LogFormat::Text,
+            inference_threads: 1,
         }
     }
 
@@ -155,6 +165,12 @@ impl Config {
         }
         if let Some(seconds) = positive("MAAS_ANALYSIS_TIMEOUT_S")? {
             config.analysis_timeout = Duration::from_secs_f64(seconds.max(0.001));
+        }
+        if let Some(text) = var("MAAS_INFERENCE_THREADS") {
+            config.inference_threads = match text.trim().parse::<usize>() {
+                Ok(n @ 1..=256) => n,
+                _ => bail!("MAAS_INFERENCE_THREADS={text:?} is not a number of threads from 1 to 256"),
+            };
         }
         Ok(config)
     }
@@ -289,6 +305,7 @@ mod tests {
             ("MAAS_WATTS_PER_CORE", "7.5"),
             ("MAAS_GRID_GCO2E_PER_KWH", "120"),
             ("MAAS_ANALYSIS_TIMEOUT_S", "2.5"),
+            ("MAAS_INFERENCE_THREADS", "4"),
         ])
         .unwrap();
         let defaults = Config::new("./maas-data");
@@ -301,11 +318,12 @@ mod tests {
         assert_eq!(config.energy.watts_per_core, 7.5);
         assert_eq!(config.energy.grid_gco2e_per_kwh, 120.0);
         assert_eq!(config.analysis_timeout, Duration::from_millis(2500));
+        assert_eq!((config.inference_threads, defaults.inference_threads), (4, 1));
         // Each variable above moved its field off the default, so each one is read.
         assert_ne!(config.listen, defaults.listen);
         assert_ne!(config.energy, defaults.energy);
         assert_ne!(config.log_format, defaults.log_format);
-        assert_eq!(ENV_VARS.len(), 9, "a variable added to ENV_VARS needs a line in this test");
+        assert_eq!(ENV_VARS.len(), 10, "a variable added to ENV_VARS needs a line in this test");
     }
 
     #[test]
@@ -358,6 +376,8 @@ mod tests {
             ("MAAS_WATTS_PER_CORE", "lots"),
             ("MAAS_GRID_GCO2E_PER_KWH", "-1"),
             ("MAAS_ANALYSIS_TIMEOUT_S", "soon"),
+            ("MAAS_INFERENCE_THREADS", "0"),
+            ("MAAS_INFERENCE_THREADS", "many"),
         ] {
             let err = format!("{:#}", from(&[(name, value)]).unwrap_err());
             assert!(err.contains(name), "{err}");

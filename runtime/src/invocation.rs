@@ -192,6 +192,12 @@ impl Admitted {
             let (platform2, warm2, held) = (platform.clone(), warm.clone(), permits.take());
             let tenant = &slot.record().tenant;
             let handoff = Handoff::inline(&platform.pool, tenant);
+            // A function whose calls run long, or a tenant held to one job for its timeouts,
+            // starts on the pool: its next call would only hold a worker until it moved.
+            let starts_pooled = slot.runs_long() || platform.pool.is_capped(tenant);
+            if starts_pooled {
+                handoff.ask();
+            }
             let invoked = Instant::now();
             let job = {
                 let handoff = handoff.clone();
@@ -204,6 +210,8 @@ impl Admitted {
             };
             let ran = platform.pool.run_inline(tenant, &handoff, job).in_current_span().await?;
             let ((outcome, held), waited) = (ran.output, ran.waited);
+            // Long: it moved, or started on the pool and used more than an inline call may.
+            slot.set_runs_long(if starts_pooled { ran.cpu >= host::INLINE_BUDGET } else { handoff.moved() });
             permits = held;
             sample.cpu += ran.cpu;
             if let Ok((_, report)) = &outcome {

@@ -260,7 +260,8 @@ impl Pool {
     /// Runs `job`, an invocation of `tenant`, on the caller's task while it is short, and on
     /// the pool from the moment it asks through `handoff` ([`Handoff::ask`]): the future is
     /// then moved, suspended, to a pool thread, which drives it to the end. `job` must only
-    /// ask at a point where it returns `Pending` (a wasm fiber yielding at an epoch tick).
+    /// ask at a point where it returns `Pending` (a wasm fiber yielding at an epoch tick). A
+    /// `handoff` that asked already starts `job` on the pool.
     ///
     /// Meters the CPU time `job` took, on whichever threads polled it (not what it sent to
     /// the pool through [`Handoff::offload`]), and how long it waited for a pool slot.
@@ -272,6 +273,9 @@ impl Pool {
         let mut job = Box::pin(job);
         let mut cpu = Duration::ZERO;
         let done = std::future::poll_fn(|cx| {
+            if handoff.asked() {
+                return Poll::Ready(None);
+            }
             let before = thread_cpu();
             let polled = job.as_mut().poll(cx);
             cpu += thread_cpu().saturating_sub(before);

@@ -29,6 +29,7 @@ impl Server {
     /// Opens the registry, builds the host and binds the listener. Call from a tokio runtime.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         crate::memory::fix_mmap_threshold();
+        crate::inference::set_threads(config.inference_threads);
         let secrets = Secrets::load(&config)?;
         let registry = {
             let (dir, key) = (config.data_dir.join("db"), secrets.master_key);

@@ -1,8 +1,11 @@
-"""The FastAPI + onnxruntime peer of the platform bench: one ONNX model behind one uvicorn
-worker, OIP JSON in and out (orjson), as a Python team would serve it.
+"""The FastAPI + onnxruntime peer of the platform and cnn benches: one ONNX model behind one
+uvicorn worker, OIP JSON in and out (orjson), as a Python team would serve it. A request with
+`inference-header-content-length` carries its tensor as raw bytes after the JSON header (the
+OIP binary tensor data extension), as maas accepts it too.
 
-Usage: fastapi_peer.py MODEL.onnx. It listens on a free loopback port, prints
-`127.0.0.1:PORT`, and serves until its stdin closes (the bench's protocol for its servers).
+Usage: fastapi_peer.py MODEL.onnx. onnxruntime uses `ORT_THREADS` threads per run (default:
+its own, one per core). It listens on a free loopback port, prints `127.0.0.1:PORT`, and
+serves until its stdin closes (the bench's protocol for its servers).
 """
 
 import os
@@ -16,7 +19,10 @@ import orjson
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+options = ort.SessionOptions()
+if os.environ.get("ORT_THREADS"):
+    options.intra_op_num_threads = int(os.environ["ORT_THREADS"])
+session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
 input_name = session.get_inputs()[0].name
 output_name = session.get_outputs()[0].name
 app = FastAPI()
@@ -24,8 +30,14 @@ app = FastAPI()
 
 @app.post("/{path:path}")
 async def infer(request: Request, path: str) -> Response:
-    tensor = orjson.loads(await request.body())["inputs"][0]
-    x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+    body = await request.body()
+    header_length = request.headers.get("inference-header-content-length")
+    if header_length is None:
+        tensor = orjson.loads(body)["inputs"][0]
+        x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+    else:
+        tensor = orjson.loads(body[: int(header_length)])["inputs"][0]
+        x = np.frombuffer(body[int(header_length) :], dtype=np.float32).reshape(tensor["shape"])
     y = session.run([output_name], {input_name: x})[0]
     output = {"name": output_name, "shape": list(y.shape), "datatype": "FP32", "data": y.ravel().tolist()}
     return Response(orjson.dumps({"model_name": "model", "outputs": [output]}), media_type="application/json")

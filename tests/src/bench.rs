@@ -28,10 +28,14 @@ pub fn serve_if_child() -> bool {
         }
         Ok(_) => {}
     }
-    let server = TestServer::start();
+    // The one setting a bench varies: threads per model run (`MAAS_INFERENCE_THREADS`).
+    let threads = std::env::var("MAAS_INFERENCE_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start_with(temp.path(), |config| config.inference_threads = threads);
     println!("{}", server.addr());
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
-    drop(server);
+    server.stop();
+    drop(temp);
     true
 }
 
@@ -77,6 +81,13 @@ impl ServerProcess {
         Self::serving("1")
     }
 
+    /// Starts the server process with `MAAS_INFERENCE_THREADS` set to `threads`.
+    pub fn with_inference_threads(threads: usize) -> Self {
+        let mut command = Command::new(std::env::current_exe().expect("own path"));
+        command.env(SERVE_ENV, "1").env("MAAS_INFERENCE_THREADS", threads.to_string());
+        Self::spawn(command)
+    }
+
     /// Starts the [`ceiling`] server in a process of its own and waits for its address.
     pub fn ceiling() -> Self {
         Self::serving("ceiling")
@@ -85,9 +96,14 @@ impl ServerProcess {
     /// Starts the FastAPI + onnxruntime peer (`tests/python/fastapi_peer.py`) with `python` (of
     /// the venv `tests/python/setup-fastapi-peer.sh` made) on `model`, and waits for its address.
     pub fn fastapi(python: &std::path::Path, model: &std::path::Path) -> Self {
+        Self::fastapi_with(python, model, &[])
+    }
+
+    /// [`ServerProcess::fastapi`] with `env` set (`ORT_THREADS`, say).
+    pub fn fastapi_with(python: &std::path::Path, model: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/fastapi_peer.py");
         let mut command = Command::new(python);
-        command.arg(script).arg(model);
+        command.arg(script).arg(model).envs(env.iter().copied());
         Self::spawn(command)
     }
 
@@ -130,6 +146,18 @@ impl ServerProcess {
             kb / 1024.0
         };
         Rss { total: mib("VmRSS:"), anon: mib("RssAnon:"), peak: mib("VmHWM:") }
+    }
+
+    /// CPU time the server process has used so far (user and system, every thread), seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime, fields 14 and 15 of the line (from the state, field 3, on: 11 and 12),
+        // in clock ticks, which /proc gives at USER_HZ, 100 per second on Linux.
+        (ticks(11) + ticks(12)) / 100.0
     }
 
     /// Whether the server process is still running.

@@ -211,6 +211,18 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<(&[u8], &str)>,
     ) -> Response {
+        self.try_send_with_headers(method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Client::send_with_headers`], with a failure to reach the server or to read its answer
+    /// (a connection it closed while the body was still being sent, say) as an error.
+    pub fn try_send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&[u8], &str)>,
+    ) -> Result<Response, String> {
         let mut request = self.agent.request(method, &format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.set(name, value);
@@ -224,7 +236,7 @@ impl Client {
         };
         let response = match result {
             Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
+            Err(e) => return Err(e.to_string()),
         };
         let status = response.status();
         let headers = response
@@ -233,8 +245,8 @@ impl Client {
             .filter_map(|name| response.header(&name).map(|v| (name.to_ascii_lowercase(), v.to_string())))
             .collect();
         let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).expect("read body");
-        Response { status, headers, body }
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).map_err(|e| e.to_string())?;
+        Ok(Response { status, headers, body })
     }
 
     /// `GET`.

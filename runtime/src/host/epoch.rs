@@ -13,7 +13,7 @@ use wasmtime::Engine;
 
 /// Period between epoch increments: the timeout's resolution, and how often a running guest
 /// checks whether to move off the request's task.
-const TICK: Duration = Duration::from_millis(5);
+const TICK: Duration = Duration::from_millis(1);
 
 pub(crate) struct EpochTicker {
     running: Arc<AtomicUsize>,

@@ -835,6 +835,19 @@ fn signature_of(model: &TypedModel) -> Result<Signature, InferenceError> {
     })
 }
 
+/// Lets every model run of the process split its large matrix products over a pool of
+/// `threads` threads (one: no pool, the default). tract keeps small products on the calling
+/// thread, so a cheap run stays as it is. Called once at start ([`crate::Config`]'s
+/// `inference_threads`).
+pub fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{Executor, set_default_executor};
+    set_default_executor(if threads > 1 {
+        Executor::multithread_with_name(threads, "maas-tract")
+    } else {
+        Executor::SingleThread
+    });
+}
+
 /// `bytes` in KiB, at least one: a model with tiny inputs still costs a run.
 fn kib(bytes: usize) -> f64 {
     (bytes as f64 / 1024.0).max(1.0)
@@ -863,5 +876,23 @@ mod tests {
             assert!(fast_runs < 100);
         }
         assert!(fast_runs > 3, "trusted again after {fast_runs} fast runs");
+    }
+
+    /// With a thread pool (`MAAS_INFERENCE_THREADS`), a run large enough to be split gives
+    /// the same outputs, bit for bit.
+    #[test]
+    fn runs_split_over_threads_give_the_same_outputs() {
+        use tract_linalg::multithread::{Executor, multithread_tract_scope};
+        let model = LoadedModel::load(&maas_fixtures::mlp_sized(4, 1024), u64::MAX).unwrap();
+        let rows = 64;
+        let data = maas_fixtures::seeded_input(9, &[rows, 100]);
+        let input = || {
+            let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            vec![RawTensor { name: "input".into(), datatype: Datatype::Fp32, shape: vec![rows, 100], data: bytes }]
+        };
+        let alone = model.run(input()).unwrap();
+        let split = multithread_tract_scope(Executor::multithread(2), || model.run(input())).unwrap();
+        assert_eq!(alone[0].data, split[0].data);
+        assert_eq!(alone[0].shape, vec![rows, 10]);
     }
 }

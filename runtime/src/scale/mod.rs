@@ -30,7 +30,7 @@ pub struct Woken {
 }
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -62,6 +62,9 @@ pub struct Slot {
     last_invoked_at: Mutex<Option<SystemTime>>,
     /// The function's recorded metrics.
     series: Arc<FunctionSeries>,
+    /// Whether its calls run long: the last one moved to the pool, or started there and took
+    /// long. The next call then starts on the pool rather than on an async worker.
+    runs_long: AtomicBool,
 }
 
 impl Slot {
@@ -80,12 +83,23 @@ impl Slot {
             last_used_ms: AtomicU64::new(0),
             last_invoked_at: Mutex::new(None),
             series,
+            runs_long: AtomicBool::new(false),
         }
     }
 
     /// The function's recorded metrics.
     pub fn series(&self) -> &FunctionSeries {
         &self.series
+    }
+
+    /// Whether the function's calls run long, so the next one should start on the pool.
+    pub fn runs_long(&self) -> bool {
+        self.runs_long.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the last call ran long.
+    pub fn set_runs_long(&self, long: bool) {
+        self.runs_long.store(long, Ordering::Relaxed);
     }
 
     /// Invocations running now.
